@@ -1,0 +1,23 @@
+"""napari-wne: normalization-equivariant deep denoising for microscopy, in napari and headless."""
+
+from .api import denoise
+from .backbones import BACKBONES, build_backbone
+from .devices import available_devices, resolve_device
+from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning, load_model
+from .wne import WNE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKBONES",
+    "DEFAULT_MODEL",
+    "MODELS",
+    "WNE",
+    "UntrainedModelWarning",
+    "__version__",
+    "available_devices",
+    "build_backbone",
+    "denoise",
+    "load_model",
+    "resolve_device",
+]

@@ -1,0 +1,77 @@
+"""The WNE wrapper: normalize an instance, run any backbone, undo the normalization.
+
+f(y) = std(y) * g((y - mean(y)) / std(y)) + mean(y) makes *any* backbone g exactly
+equivariant to brightness and contrast: f(a*y + b) = a*f(y) + b for a > 0
+(Saied & Fleuret, ICML 2026). Statistics are pooled over every channel and voxel of
+one instance (one batch element), in the population form.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["WNE", "instance_stats"]
+
+
+def instance_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population std of each instance, shaped (N, 1, 1, ...) for broadcasting.
+
+    Computed in float64 for float64 input and in float32 otherwise, whatever autocast
+    says: half-precision sums over a megavoxel tile would lose the equivariance.
+    """
+    stat_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
+    flat = y.to(stat_dtype).reshape(y.shape[0], -1)
+    mean = flat.mean(dim=1)
+    # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
+    std = (flat - mean[:, None]).square().mean(dim=1).sqrt()
+    view = (y.shape[0],) + (1,) * (y.ndim - 1)
+    return mean.reshape(view), std.reshape(view)
+
+
+class WNE(nn.Module):
+    """Wrap a backbone mapping (N, C, *spatial) to the same shape so it becomes NE.
+
+    Parameters
+    ----------
+    backbone:
+        Any module; it sees zero-mean, unit-std instances and never raw intensities.
+    residual:
+        ``False``: f(y) = s*g(T(y)) + m (the backbone predicts the clean image).
+        ``True``: f(y) = y - s*g(T(y)) (the backbone predicts the noise).
+    eps:
+        Guard added to the std in the *normalizing* division, as in the paper's code.
+        ``0.0`` (the default) gives the paper's exact definition, T(y) = 0 for a constant
+        instance, and exact equivariance for every a > 0. A positive eps trades exact
+        equivariance for dim instances (a*std(y) near eps) against the paper's numerics.
+    """
+
+    def __init__(self, backbone: nn.Module, *, residual: bool = False, eps: float = 0.0) -> None:
+        super().__init__()
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.backbone = backbone
+        self.residual = residual
+        self.eps = float(eps)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.ndim < 3:
+            raise ValueError(
+                f"WNE expects a batch shaped (N, C, *spatial), got shape {tuple(y.shape)}"
+            )
+        mean, std = instance_stats(y)
+        # A constant instance has std == 0: divide by 1 instead, so T(y) = 0 exactly and
+        # the output s*g(0) + m collapses to the constant m (never 0/0 = NaN).
+        divisor = torch.where(std > 0, std + self.eps, torch.ones_like(std))
+        normalized = (y.to(mean.dtype) - mean) / divisor
+        g = self.backbone(normalized.to(y.dtype)).to(mean.dtype)
+        if g.shape != y.shape:
+            raise RuntimeError(
+                f"backbone changed the shape {tuple(y.shape)} -> {tuple(g.shape)}; "
+                "WNE needs a backbone whose output matches its input"
+            )
+        out = y.to(mean.dtype) - std * g if self.residual else std * g + mean
+        return out.to(torch.promote_types(y.dtype, torch.float32))
+
+    def extra_repr(self) -> str:
+        return f"residual={self.residual}, eps={self.eps}"

@@ -1,0 +1,27 @@
+"""Shared fixtures: small real images from ../shared/data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The project's real-image folder; tests using it skip when it is absent."""
+    if not DATA.is_dir():
+        pytest.skip(f"real data folder {DATA} is absent")
+    return DATA
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
