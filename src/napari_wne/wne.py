@@ -29,6 +29,14 @@ def instance_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.reshape(view), std.reshape(view)
 
 
+def _per_instance(value: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
+    """One statistic per instance of `y` (a scalar is shared), shaped (N, 1, 1, ...)."""
+    stat_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
+    flat = torch.as_tensor(value, dtype=stat_dtype, device=y.device).reshape(-1)
+    view = (y.shape[0],) + (1,) * (y.ndim - 1)
+    return flat.expand(y.shape[0]).reshape(view) if flat.numel() == 1 else flat.reshape(view)
+
+
 class WNE(nn.Module):
     """Wrap a backbone mapping (N, C, *spatial) to the same shape so it becomes NE.
 
@@ -37,8 +45,8 @@ class WNE(nn.Module):
     backbone:
         Any module; it sees zero-mean, unit-std instances and never raw intensities.
     residual:
-        ``False``: f(y) = s*g(T(y)) + m (the backbone predicts the clean image).
-        ``True``: f(y) = y - s*g(T(y)) (the backbone predicts the noise).
+        ``False``: ``f(y) = s·g(T(y)) + m`` (the backbone predicts the clean image).
+        ``True``: ``f(y) = y - s·g(T(y))`` (the backbone predicts the noise).
     eps:
         Guard added to the std in the *normalizing* division, as in the paper's code.
         ``0.0`` (the default) gives the paper's exact definition, T(y) = 0 for a constant
@@ -54,12 +62,23 @@ class WNE(nn.Module):
         self.residual = residual
         self.eps = float(eps)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, y: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Denoise a batch (N, C, *spatial); each batch element is normalized on its own.
+
+        `stats` = (mean, std), each broadcastable to (N, 1, ...), replaces the statistics
+        of `y` itself: a tile of a large image can then be normalized by the statistics of
+        its whole image. Any statistics that follow y -> a*y + b keep the map equivariant.
+        """
         if y.ndim < 3:
             raise ValueError(
                 f"WNE expects a batch shaped (N, C, *spatial), got shape {tuple(y.shape)}"
             )
-        mean, std = instance_stats(y)
+        if stats is None:
+            mean, std = instance_stats(y)
+        else:
+            mean, std = (_per_instance(s, y) for s in stats)
         # A constant instance has std == 0: divide by 1 instead, so T(y) = 0 exactly and
         # the output s*g(0) + m collapses to the constant m (never 0/0 = NaN).
         divisor = torch.where(std > 0, std + self.eps, torch.ones_like(std))

@@ -27,11 +27,11 @@ class BackboneSpec:
     build: Callable[..., nn.Module]
     description: str
     spatial_dims: tuple[int, ...]
-    #: Theoretical receptive-field radius in pixels at default settings (the measured,
-    #: effective one of a trained model is far smaller).
     receptive_field: int
-    #: True when the architecture is normalization-equivariant on its own (no wrapper needed).
+    """Theoretical receptive-field radius in pixels at default settings (the measured,
+    effective one of a trained model is far smaller)."""
     equivariant: bool = False
+    """True when the architecture is normalization-equivariant on its own (no wrapper)."""
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -69,6 +69,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
     )
 }
+"""Every backbone by name."""
 
 
 def build_backbone(name: str, *, spatial_dims: int = 2, channels: int = 1, **kwargs) -> nn.Module:

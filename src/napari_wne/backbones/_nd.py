@@ -6,6 +6,7 @@ interval algebra that derives receptive fields from an architecture instead of g
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -13,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "LOW_PRECISION",
     "Interval",
+    "autocast_off",
     "batch_norm",
     "check_spatial_dims",
     "conv",
@@ -33,6 +36,18 @@ _CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T: dict[int, type[nn.Module]] = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _BATCH_NORM: dict[int, type[nn.Module]] = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _CONV_FN: dict[int, Callable[..., torch.Tensor]] = {2: F.conv2d, 3: F.conv3d}
+
+
+#: Dtypes whose sums and statistics are done in float32 instead.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager[None]:
+    """Suspend autocast where a reduction must keep its float32 (or float64) inputs."""
+    try:
+        return torch.autocast(device_type, enabled=False)
+    except RuntimeError:  # a device type autocast does not know (e.g. "meta")
+        return contextlib.nullcontext()
 
 
 def check_spatial_dims(spatial_dims: int) -> int:
@@ -105,18 +120,17 @@ def pad_same(x: torch.Tensor, amount: int, mode: str = "reflect") -> torch.Tenso
 def pad_to_multiple(
     x: torch.Tensor, multiple: int, mode: str = "reflect"
 ) -> tuple[torch.Tensor, tuple[slice, ...]]:
-    """Pad the spatial dims up to a multiple of `multiple`, split evenly between both sides.
+    """Pad the spatial dims at their far end up to a multiple of `multiple`.
 
     Downsampling networks need sizes divisible by their total stride; padding (and cropping
-    back with the returned slices) lets them take any tile the tiler hands over.
+    back with the returned slices) lets them take any tile the tiler hands over. Padding
+    only at the end keeps the downsampling grid anchored at voxel 0, so a tile that starts
+    on a multiple of the stride sees the same grid as the whole image would.
     """
     if multiple <= 1:
         return x, (slice(None),) * x.ndim
-    befores, afters = [], []
-    for size in x.shape[2:]:
-        total = -size % multiple
-        befores.append(total // 2)
-        afters.append(total - total // 2)
+    befores = [0] * (x.ndim - 2)
+    afters = [-size % multiple for size in x.shape[2:]]
     spatial = (slice(b, b + s) for b, s in zip(befores, x.shape[2:], strict=True))
     window = (slice(None), slice(None), *spatial)
     if not any(befores) and not any(afters):

@@ -28,7 +28,7 @@ from ._nd import (
 
 __all__ = ["ResUNet"]
 
-DEFAULT_WIDTHS = (32, 64, 128)
+DEFAULT_WIDTHS = (16, 32, 64, 128)
 DEFAULT_BLOCKS = 2
 
 
