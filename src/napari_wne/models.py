@@ -10,11 +10,13 @@ import functools
 import warnings
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .backbones import BACKBONES, build_backbone
+from .model_io import WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
 from .wne import WNE
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "unet-wne"
+"""The model used when none is named: the fast UNet wrapped with WNE."""
 
 
 class UntrainedModelWarning(UserWarning):
@@ -36,22 +39,30 @@ class UntrainedModelWarning(UserWarning):
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A named model: which backbone, whether WNE wraps it, and where its weights live."""
+
     name: str
     backbone: str
     wne: bool
     description: str
-    #: File name of the trained weights inside ``napari_wne/weights``; None if not trained.
     weights: str | None = None
+    """Trained weights: a file name inside ``napari_wne/weights``, or an absolute path for a
+    model named by path (see `napari_wne.model_io`); None if not trained."""
 
     @property
     def trained(self) -> bool:
+        """Whether trained weights exist: shipped with the package, or at the path given."""
         if self.weights is None:
             return False
+        if Path(self.weights).is_absolute():
+            return Path(self.weights).is_file()
         return resources.files("napari_wne").joinpath("weights", self.weights).is_file()
 
     @property
     def equivariant(self) -> bool:
-        return self.wne or BACKBONES[self.backbone].equivariant
+        """Whether the model is normalization-equivariant (wrapped, or by construction)."""
+        spec = BACKBONES.get(self.backbone)  # None for a TorchScript module
+        return self.wne or (spec is not None and spec.equivariant)
 
 
 def _spec(backbone: str, wne: bool) -> ModelSpec:
@@ -60,7 +71,8 @@ def _spec(backbone: str, wne: bool) -> ModelSpec:
     how = "wrapped with WNE (normalization-equivariant)" if wne else "plain, no normalization"
     if BACKBONES[backbone].equivariant:
         how = "equivariant by construction"
-    return ModelSpec(name, backbone, wne, f"{base}; {how}")
+    # Trained weights, when shipped: weights/<name>/model.safetensors beside its model.json.
+    return ModelSpec(name, backbone, wne, f"{base}; {how}", weights=f"{name}/{WEIGHTS_FILE}")
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -75,15 +87,21 @@ MODELS: dict[str, ModelSpec] = {
         _spec("ne-dncnn", False),
     )
 }
+"""Every model by name: each backbone plain and WNE-wrapped, and the NE-arch baseline."""
 
 
 def get_model(name: str) -> ModelSpec:
-    """Look a model up by name, with the list of names in the error."""
-    try:
+    """Look a model up by name or path (see `napari_wne.model_io`), with the names in the error."""
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
+    spec = model_spec_for(name)
+    if spec is None:
         known = ", ".join(sorted(MODELS))
-        raise ValueError(f"unknown model {name!r}; choose one of: {known}") from None
+        raise ValueError(
+            f"unknown model {name!r}; choose one of: {known}, or give the path of a trained "
+            "model folder, or NAME:PATH for a state dict of a registered model"
+        )
+    return spec
 
 
 def warn_if_untrained(spec: ModelSpec, stacklevel: int = 3) -> None:
@@ -97,14 +115,31 @@ def warn_if_untrained(spec: ModelSpec, stacklevel: int = 3) -> None:
         )
 
 
-@functools.lru_cache(maxsize=8)
 def load_model(name: str, spatial_dims: int, device: str) -> nn.Module:
-    """Build model `name` for `spatial_dims`-D instances on `device`, in eval mode.
+    """Build model `name` (or path) for `spatial_dims`-D instances on `device`, in eval mode.
 
     Untrained models start from fixed random weights (seed 0, so runs repeat); callers
     warn about them with `warn_if_untrained` every time, not only on the first build.
+    Builds are cached; a weights file rewritten on disk (e.g. retrained) is read again.
     """
     spec = get_model(name)
+    stamp = None
+    if spec.trained and Path(spec.weights).is_absolute():
+        stat = Path(spec.weights).stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    return _build_model(spec, spatial_dims, device, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _build_model(
+    spec: ModelSpec, spatial_dims: int, device: str, stamp: tuple[int, int] | None
+) -> nn.Module:
+    if spec.name not in MODELS:
+        return load_model_string(spec.name, spatial_dims, device)
+    if spec.trained:  # the weights file, with its model.json beside it
+        weights = resources.files("napari_wne").joinpath("weights", spec.weights)
+        with resources.as_file(weights) as path:
+            return load_trained(path, device, spatial_dims=spatial_dims)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         backbone = build_backbone(spec.backbone, spatial_dims=spatial_dims)

@@ -1,0 +1,351 @@
+"""Bring your own weights: load them safely and get a model ready for `denoise`.
+
+Weight files are data, never code: ``.safetensors`` files hold tensors only, and every
+other file goes through ``torch.load(weights_only=True)``, which refuses a pickle that
+would import or call anything. A TorchScript file, by contrast, *is* a program (its own
+restricted language, not Python); load one only from a source you trust.
+
+A model can be named to ``denoise(model=...)`` (and to `napari_wne.models.load_model`) as:
+
+- a registry name, e.g. ``"unet-wne"``;
+- ``"PATH"``: a folder written by ``napari-wne train`` (``model.json`` and
+  ``model.safetensors``), that folder's ``model.json``, or a weights file beside one;
+  or a TorchScript file, used as it is;
+- ``"wne:PATH"``: the same, wrapped with WNE (for a TorchScript module or a plain model);
+- ``"NAME:PATH"``: a state dict (``.safetensors``, ``.pt``, ``.pth``) for registry model
+  NAME at its default settings, e.g. ``"unet-wne:/models/unet.safetensors"``: the
+  architecture (and whether WNE wraps it) comes from NAME, the weights from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .backbones import BACKBONES, build_backbone
+from .wne import WNE
+
+__all__ = [
+    "CARD_FILE",
+    "WEIGHTS_FILE",
+    "build_from_card",
+    "is_torchscript",
+    "load_backbone_weights",
+    "load_model_string",
+    "load_trained",
+    "load_weights",
+    "model_spec_for",
+    "read_model_card",
+    "save_weights",
+]
+
+CARD_FILE = "model.json"
+"""The trained model's description: backbone, settings, training record."""
+WEIGHTS_FILE = "model.safetensors"
+"""The trained backbone's state dict (without the parameter-free WNE wrapper)."""
+CARD_FORMAT = "napari-wne-model"
+
+_STATE_KEYS = ("state_dict", "model", "params", "params_ema", "net")
+"""Keys under which checkpoints from common training codes keep their state dict."""
+
+
+# --- weight files ---------------------------------------------------------------------------
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors``, or a ``.pt``/``.pth`` file loaded weights-only.
+
+    Checkpoints that nest the state dict (under "state_dict", "model", "params", ...) are
+    unwrapped. Raises ValueError for a pickle that would run code, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except Exception as err:  # safetensors raises its own error type for bad headers
+            raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    if is_torchscript(path):
+        raise ValueError(
+            f"{path} is a TorchScript module, not a state dict; load it with "
+            "napari_wne.model_io.load_trained (or pass it to denoise as model=PATH)"
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():
+            raise ValueError(f"{path} is not a PyTorch weights file: {err}") from None
+        raise ValueError(
+            f"refused to load {path}: weights-only loading rejects this pickle (it asks to "
+            "import or call something, and a pickle can run anything on your machine, or it "
+            "uses a pickle feature the safe loader does not read). Re-save it from a trusted "
+            "session as safetensors (safetensors.torch.save_file(model.state_dict(), "
+            "'weights.safetensors')) or as a plain state dict (torch.save(model.state_dict(), "
+            f"'weights.pt')). Loader said: {_unpickler_reason(err)}"
+        ) from None
+    except Exception as err:  # a corrupt or foreign file fails in many ways; say which file
+        raise ValueError(f"could not read weights from {path}: {err!r}") from None
+    return _state_dict_in(loaded, path)
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The one informative line of torch's long weights-only error message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            detail = line.split("WeightsUnpickler error:", 1)[-1].strip()
+            detail = detail or (lines[i + 1] if i + 1 < len(lines) else "")
+            # torch goes on to suggest allow-listing the global: not advice to pass on
+            return detail.split(" Please use")[0][:300]
+    return lines[0][:300] if lines else type(err).__name__
+
+
+def _state_dict_in(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, Mapping):
+        if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            return dict(loaded)
+        for key in _STATE_KEYS:
+            if isinstance(loaded.get(key), Mapping):
+                return _state_dict_in(loaded[key], path)
+    raise ValueError(
+        f"{path} holds no state dict (a mapping from parameter names to tensors); found "
+        f"{type(loaded).__name__}"
+        + (f" with keys {sorted(loaded)[:8]}" if isinstance(loaded, Mapping) else "")
+    )
+
+
+def save_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Write a state dict as safetensors, atomically (a reader never sees half a file)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether `path` is a TorchScript archive (a zip holding compiled code), by its contents."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def _clean_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the prefixes that wrappers add (DataParallel's "module.", our WNE's "backbone.")."""
+    state = dict(state)
+    for prefix in ("module.", "backbone."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    try:
+        module.load_state_dict(_clean_keys(state), strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:600]
+        raise ValueError(
+            f"the weights in {source} do not fit this architecture "
+            f"({type(module).__name__}); were they saved for another backbone or other "
+            f"settings? {detail}"
+        ) from None
+
+
+# --- trained model folders ------------------------------------------------------------------
+
+
+def _find_card(path: Path) -> tuple[Path, Path] | None:
+    """(model.json, weights file) for a folder, its model.json, or a weights file beside one."""
+    if path.is_dir():
+        card, weights = path / CARD_FILE, path / WEIGHTS_FILE
+    elif path.name == CARD_FILE:
+        card, weights = path, path.parent / WEIGHTS_FILE
+    else:
+        card, weights = path.parent / CARD_FILE, path
+    return (card, weights) if card.is_file() else None
+
+
+def read_model_card(path: str | Path) -> dict[str, Any]:
+    """The ``model.json`` of a trained model folder (or of the folder holding `path`)."""
+    found = _find_card(Path(path))
+    if found is None:
+        raise FileNotFoundError(f"no {CARD_FILE} in or beside {path}")
+    card = json.loads(found[0].read_text())
+    if card.get("format") != CARD_FORMAT:
+        raise ValueError(
+            f"{found[0]} is not a napari-wne model card (format {card.get('format')!r})"
+        )
+    if card.get("backbone") not in BACKBONES:
+        raise ValueError(f"{found[0]} names unknown backbone {card.get('backbone')!r}")
+    return card
+
+
+def build_from_card(card: Mapping[str, Any], *, wrap: bool | None = None) -> nn.Module:
+    """The architecture a card describes, with fresh weights (WNE-wrapped as trained)."""
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in card["backbone_kwargs"].items()}
+    backbone = build_backbone(
+        card["backbone"],
+        spatial_dims=card["spatial_dims"],
+        channels=card.get("channels", 1),
+        **kwargs,
+    )
+    wne = card["wne"] if wrap is None else wrap
+    return WNE(backbone, eps=card.get("wne_eps", 0.0)) if wne else backbone
+
+
+def load_trained(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    wrap: bool | None = None,
+    spatial_dims: int | None = None,
+) -> nn.Module:
+    """A ready model in eval mode from a trained folder or a TorchScript file.
+
+    `wrap` None keeps the model as trained (a TorchScript module unwrapped); True or False
+    forces the WNE wrapper on or off. `spatial_dims`, when given, must match the model's.
+    """
+    path = Path(path).expanduser()
+    if is_torchscript(path):
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in recent torch, but it is what many users have.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device)
+        model = WNE(module) if wrap else module
+        return model.to(device).eval()
+    found = _find_card(path)
+    if found is None:
+        if not path.exists():
+            raise FileNotFoundError(f"model {path} does not exist")
+        raise ValueError(
+            f"{path} is neither a trained model folder (with {CARD_FILE}) nor a TorchScript "
+            "file; for a bare state dict, name its architecture, e.g. 'unet-wne:PATH'"
+        )
+    card = read_model_card(path)
+    if spatial_dims is not None and spatial_dims != card["spatial_dims"]:
+        raise ValueError(
+            f"model {path} was trained on {card['spatial_dims']}-D instances, but "
+            f"{spatial_dims}-D instances were asked for; pick axes with "
+            f"{'no Z' if card['spatial_dims'] == 2 else 'Z'}, or train a {spatial_dims}-D model"
+        )
+    model = build_from_card(card, wrap=wrap)
+    target = model.backbone if isinstance(model, WNE) else model
+    _load_into(target, load_weights(found[1]), str(found[1]))
+    return model.to(device).eval()
+
+
+def load_backbone_weights(
+    backbone: str,
+    path: str | Path,
+    *,
+    spatial_dims: int = 2,
+    wne: bool = True,
+    device: str | torch.device = "cpu",
+    **backbone_kwargs: Any,
+) -> nn.Module:
+    """A registered backbone with weights from a state-dict file, WNE-wrapped if `wne`."""
+    module = build_backbone(backbone, spatial_dims=spatial_dims, **backbone_kwargs)
+    _load_into(module, load_weights(path), str(path))
+    model = WNE(module) if wne else module
+    return model.to(device).eval()
+
+
+# --- model strings (for models.get_model / load_model) --------------------------------------
+
+
+def _parse(model: str) -> tuple[str | None, bool, Path]:
+    """Split "NAME:PATH" / "wne:PATH" / "PATH" into (registry name, wrap, path)."""
+    from .models import MODELS
+
+    prefix, sep, rest = model.partition(":")
+    if sep and (prefix in MODELS or prefix == "wne"):
+        name = prefix if prefix in MODELS else None
+        return name, prefix == "wne", Path(rest).expanduser()
+    return None, False, Path(model).expanduser()
+
+
+def _looks_like_path(model: str) -> bool:
+    suffixes = (".safetensors", ".pt", ".pth", ".json", ".ts")
+    return "/" in model or os.sep in model or model.lower().endswith(suffixes)
+
+
+def model_spec_for(model: str):
+    """A `ModelSpec` for a model string naming a file or folder; None if it names none.
+
+    Raises ValueError for a path that does not exist or a file that cannot be a model.
+    """
+    from .models import MODELS, ModelSpec
+
+    name, wrap, path = _parse(model)
+    if not path.exists():
+        if name or wrap or _looks_like_path(model):
+            raise ValueError(f"model {model!r}: {path} does not exist")
+        return None
+    where = str(path.resolve())
+    if name:
+        if not path.is_file():
+            raise ValueError(f"model {model!r}: {path} must be a weights file (.safetensors, .pt)")
+        spec = MODELS[name]
+        desc = f"{spec.description}; weights from {path}"
+        return ModelSpec(model, spec.backbone, spec.wne, desc, weights=where)
+    if is_torchscript(path):
+        how = "wrapped with WNE" if wrap else "as it is (not wrapped)"
+        return ModelSpec(
+            model, "torchscript", wrap, f"TorchScript module {path}, {how}", weights=where
+        )
+    found = _find_card(path)
+    if found is None:
+        raise ValueError(
+            f"model {model!r}: {path} is neither a trained model folder (with {CARD_FILE}) nor "
+            "a TorchScript file; for a bare state dict name its architecture, e.g. "
+            f"'unet-wne:{path}'"
+        )
+    card = read_model_card(path)
+    wne = wrap or card["wne"]
+    dims, mode = card["spatial_dims"], card.get("mode", "")
+    desc = f"{card['backbone']} trained {mode} ({dims}-D), from {found[0].parent}"
+    return ModelSpec(model, card["backbone"], wne, desc, weights=str(found[1].resolve()))
+
+
+def load_model_string(model: str, spatial_dims: int, device: str | torch.device) -> nn.Module:
+    """Build the model a path-style model string names (see the module docstring)."""
+    from .models import MODELS
+
+    name, wrap, path = _parse(model)
+    if name:
+        spec = MODELS[name]
+        return load_backbone_weights(
+            spec.backbone, path, spatial_dims=spatial_dims, wne=spec.wne, device=device
+        )
+    if is_torchscript(path):
+        return load_trained(path, device, wrap=wrap)
+    return load_trained(path, device, wrap=True if wrap else None, spatial_dims=spatial_dims)

@@ -1,0 +1,493 @@
+"""Train any registered backbone, WNE-wrapped or plain, for `denoise` to use.
+
+Three modes:
+
+- ``"supervised"``: clean images plus synthetic noise (`napari_wne.datasets.NoiseConfig`);
+- ``"pairs"``: registered (noisy, clean) image pairs;
+- ``"n2v"``: self-supervised, from the user's noisy images only. A blind-spot method in
+  the style of Noise2Void: a few pixels per patch are replaced by a random neighbour
+  (uniform in a window, centre excluded, as in the original N2V; N2V2 uses the median)
+  and the loss is taken only there, against the original noisy values. For noise that is
+  independent from pixel to pixel, its minimizer is the clean image.
+
+The loss is the MSE in raw pixel space (as in the paper), divided by ``a**2`` when the
+intensity jitter scaled a patch by ``a``. A run writes to its output folder:
+``checkpoint.pt`` every `checkpoint_every` steps (weights-only loadable; a rerun with the
+same configuration resumes from it and ends with the same weights as an uninterrupted run),
+and at the end ``model.safetensors`` with ``model.json``, which `denoise(model=FOLDER)`
+loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .backbones import build_backbone
+from .datasets import NoiseConfig, PatchSampler, jitter_intensity, synthesize_noise
+from .devices import resolve_device
+from .model_io import (
+    CARD_FILE,
+    CARD_FORMAT,
+    WEIGHTS_FILE,
+    _atomic_write,
+    _load_into,
+    load_weights,
+    save_weights,
+)
+from .wne import WNE
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "TrainConfig",
+    "TrainProgress",
+    "blind_spot_mask",
+    "build_model",
+    "checkpoint_step",
+    "psnr",
+    "train",
+]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+Mode = Literal["supervised", "pairs", "n2v"]
+Pair = tuple[np.ndarray, np.ndarray]
+
+_RUNTIME_FIELDS = ("output_dir", "checkpoint_every", "validate_every", "threads", "device")
+"""Settings that may change when a run resumes: they do not change what is computed."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (and so must match when it resumes)."""
+
+    output_dir: str | Path
+    backbone: str = "unet"
+    wne: bool = True
+    wne_eps: float = 0.0
+    spatial_dims: int = 2
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    mode: Mode = "supervised"
+    patch_size: int | tuple[int, ...] = 64
+    batch_size: int = 16
+    steps: int = 10_000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """Cosine decay from `lr` to `lr_min`, or constant `lr` (the paper: Adam, 1e-4)."""
+    seed: int = 0
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """Noise synthesis (supervised) and intensity jitter (every mode)."""
+    mask_fraction: float = 0.003
+    """n2v: share of each patch's pixels that are masked (N2V uses about 0.2%)."""
+    mask_window: int = 5
+    """n2v: side of the window (centre excluded) the replacement neighbour comes from."""
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    threads: int | None = None
+    """CPU threads for torch; None: every core."""
+    device: str = "auto"
+    init_weights: str | None = None
+    """Start from these backbone weights (fine-tuning) instead of a random initialization."""
+    data: tuple[str, ...] = ()
+    """Where the training data came from (recorded, and checked on resume)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("supervised", "pairs", "n2v"):
+            raise ValueError(f"mode must be 'supervised', 'pairs' or 'n2v', got {self.mode!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.mask_fraction < 1:
+            raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if self.mask_window < 3 or self.mask_window % 2 == 0:
+            raise ValueError(f"mask_window must be odd and >= 3, got {self.mask_window}")
+        if isinstance(self.noise, dict):
+            self.noise = NoiseConfig(**_tuples(self.noise))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+def _tuples(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the `progress` callback of `train` receives after every step."""
+
+    step: int
+    steps: int
+    start_step: int
+    """The step this session started from (0, or where it resumed)."""
+    loss: float
+    lr: float
+    seconds: float
+    """Training time so far, over all sessions of the run."""
+    val_psnr: float | None = None
+    """Mean validation PSNR in dB, on the steps where it was measured."""
+    checkpoint: bool = False
+    """Whether a checkpoint was written after this step."""
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The network a configuration trains: the backbone, wrapped with WNE if asked."""
+    kwargs = _tuples(dict(config.backbone_kwargs))
+    backbone = build_backbone(config.backbone, spatial_dims=config.spatial_dims, **kwargs)
+    return WNE(backbone, eps=config.wne_eps) if config.wne else backbone
+
+
+def psnr(prediction: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR in dB with the clean image's own range (max - min) as the peak.
+
+    The peak follows the data, so scores compare across images stored in any units.
+    """
+    clean = clean.astype(np.float64)
+    mse = float(np.mean((prediction.astype(np.float64) - clean) ** 2))
+    peak = float(clean.max() - clean.min()) or 1.0
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+def blind_spot_mask(
+    y: torch.Tensor, fraction: float, window: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace random pixels of each patch by a random neighbour; return (masked, indices).
+
+    `y` is (N, C, *spatial); indices are flat spatial positions, shape (N, k), the same for
+    every channel. The neighbour is uniform in a `window`-wide cube around the pixel, the
+    pixel itself excluded (so the network cannot copy it), reflected at the patch borders.
+    """
+    n, c, *spatial = y.shape
+    size = math.prod(spatial)
+    k = max(1, round(fraction * size))
+    index = torch.randint(size, (n, k), generator=generator)
+    coords = torch.unravel_index(index, tuple(spatial))
+    radius = window // 2
+    choices = window ** len(spatial) - 1
+    pick = torch.randint(choices, (n, k), generator=generator)
+    pick = pick + (pick >= choices // 2).long()  # skip the centre of the window
+    offsets = torch.unravel_index(pick, (window,) * len(spatial))
+    moved = []
+    for coord, offset, length in zip(coords, offsets, spatial, strict=True):
+        where = (coord + offset - radius).abs()  # reflect below 0 ...
+        where = torch.where(where > length - 1, 2 * (length - 1) - where, where)  # ... and above
+        moved.append(where.clamp(0, length - 1))
+    neighbour = torch.zeros_like(index)
+    for where, length in zip(moved, spatial, strict=True):
+        neighbour = neighbour * length + where
+    flat = y.reshape(n, c, size)
+    masked = flat.clone()
+    masked.scatter_(
+        2, index[:, None].expand(n, c, k), flat.gather(2, neighbour[:, None].expand(n, c, k))
+    )
+    return masked.reshape(y.shape), index
+
+
+class _Batches:
+    """Draws training batches (inputs, targets, loss weights, masked indices) for a mode."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        clean_images: Sequence[np.ndarray] | None,
+        noisy_images: Sequence[np.ndarray] | None,
+        pairs: Sequence[Pair] | None,
+    ) -> None:
+        source = {"supervised": clean_images, "n2v": noisy_images, "pairs": pairs}[config.mode]
+        needed = {"supervised": "clean_images", "n2v": "noisy_images", "pairs": "pairs"}
+        if not source:
+            raise ValueError(f"mode {config.mode!r} needs {needed[config.mode]}")
+        self.config = config
+        self.sampler = PatchSampler(source, config.patch_size, spatial_dims=config.spatial_dims)
+
+    def draw(
+        self, rng: np.random.Generator, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        cfg = self.config
+        patches = torch.from_numpy(self.sampler.sample(cfg.batch_size, rng))
+        if cfg.mode == "supervised":
+            noisy, clean, a = synthesize_noise(patches, cfg.noise, gen)
+            return noisy, clean, a, None
+        if cfg.mode == "pairs":
+            (noisy, clean), a = jitter_intensity((patches[:, :1], patches[:, 1:]), cfg.noise, gen)
+            return noisy, clean, a.float(), None
+        (noisy,), a = jitter_intensity((patches,), cfg.noise, gen)
+        masked, index = blind_spot_mask(noisy, cfg.mask_fraction, cfg.mask_window, gen)
+        return masked, noisy, a.float(), index
+
+
+def _loss(
+    out: torch.Tensor, target: torch.Tensor, a: torch.Tensor, index: torch.Tensor | None
+) -> torch.Tensor:
+    """MSE per patch (only at masked pixels for n2v), divided by a**2, averaged."""
+    n, c = out.shape[:2]
+    diff = (out - target).reshape(n, c, -1)
+    if index is not None:
+        diff = diff.gather(2, index[:, None].expand(n, c, index.shape[1]))
+    per_patch = diff.square().mean(dim=(1, 2))
+    return (per_patch / a.to(out.device).square()).mean()
+
+
+@torch.no_grad()
+def _validate(
+    model: nn.Module, pairs: Sequence[Pair], spatial_dims: int, device: torch.device
+) -> float:
+    """Mean PSNR of the model's output over (noisy, clean) pairs; leading axes are instances."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    for noisy, clean in pairs:
+        spatial = noisy.shape[-spatial_dims:]
+        stack = np.ascontiguousarray(noisy, dtype=np.float32).reshape(-1, 1, *spatial)
+        out = np.concatenate(
+            [model(torch.from_numpy(s[None]).to(device)).float().cpu().numpy() for s in stack]
+        )
+        scores.append(psnr(out.reshape(clean.shape), clean))
+    model.train(was_training)
+    return float(np.mean(scores))
+
+
+def _input_psnr(pairs: Sequence[Pair]) -> float:
+    return float(np.mean([psnr(noisy, clean) for noisy, clean in pairs]))
+
+
+def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.steps, eta_min=config.lr_min
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def checkpoint_step(output_dir: str | Path) -> int | None:
+    """The step of the checkpoint in `output_dir` (where a rerun resumes), or None."""
+    path = Path(output_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
+def _compare_configs(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    differ = sorted(
+        k
+        for k in set(saved) | set(current)
+        if k not in _RUNTIME_FIELDS and saved.get(k) != current.get(k)
+    )
+    if differ:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
+        raise ValueError(
+            f"{where} holds a checkpoint of a run with other settings ({details}); resume with "
+            "the same settings, or choose a new output folder"
+        )
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+@contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn a first Ctrl-C into a request to stop after the current step (checked by caller).
+
+    A second Ctrl-C interrupts at once. Outside the main thread nothing changes.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if requested.is_set():
+            signal.default_int_handler(signum, frame)
+        requested.set()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    clean_images: Sequence[np.ndarray] | None = None,
+    noisy_images: Sequence[np.ndarray] | None = None,
+    pairs: Sequence[Pair] | None = None,
+    validation: Sequence[Pair] | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+) -> Path:
+    """Train (or resume) the run in ``config.output_dir``; returns that folder.
+
+    Images are float arrays in about [0, 1] (see `napari_wne.datasets`); each may have more
+    axes than ``config.spatial_dims`` (extra leading axes are sampled at random).
+    `validation` pairs (noisy, clean) are scored every ``validate_every`` steps. Ctrl-C
+    (in the main thread) stops after the current step, writes a checkpoint and raises
+    KeyboardInterrupt; so does a KeyboardInterrupt raised by `progress`. A second Ctrl-C
+    stops at once, leaving the last periodic checkpoint.
+    """
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    device, _ = resolve_device(config.device)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    try:
+        batches = _Batches(config, clean_images, noisy_images, pairs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            model = build_model(config)
+        backbone = model.backbone if isinstance(model, WNE) else model
+        if config.init_weights:
+            _load_into(backbone, load_weights(config.init_weights), config.init_weights)
+        model.to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scheduler = _make_scheduler(config, optimizer)
+        rng = np.random.default_rng(config.seed)
+        gen = torch.Generator().manual_seed(config.seed)
+        step, elapsed, val_psnr = 0, 0.0, None
+        if checkpoint_path.is_file():
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            _compare_configs(json.loads(saved["config"]), config.to_dict(), out_dir)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            rng.bit_generator.state = json.loads(saved["numpy_rng"])
+            gen.set_state(saved["torch_rng"])
+            step, elapsed = int(saved["step"]), float(saved["seconds"])
+            val_psnr = saved.get("val_psnr")
+        start_step = step
+
+        def checkpoint() -> None:
+            state = {
+                "format": 1,
+                "config": json.dumps(config.to_dict()),
+                "step": step,
+                "seconds": elapsed,
+                "val_psnr": val_psnr,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "numpy_rng": json.dumps(rng.bit_generator.state),
+                "torch_rng": gen.get_state(),
+            }
+            _save_checkpoint(checkpoint_path, state)
+
+        in_step = False
+        with _deferred_interrupt() as stop_requested:
+            try:
+                while step < config.steps:
+                    in_step, began = True, time.perf_counter()
+                    inputs, targets, a, index = batches.draw(rng, gen)
+                    inputs, targets = inputs.to(device), targets.to(device)
+                    index = None if index is None else index.to(device)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = _loss(model(inputs), targets, a, index)
+                    loss.backward()
+                    optimizer.step()
+                    lr = optimizer.param_groups[0]["lr"]
+                    scheduler.step()
+                    step += 1
+                    loss_value = loss.item()  # waits for the GPU, so the time below is true
+                    in_step = False
+                    elapsed += time.perf_counter() - began
+                    measured = None
+                    if validation and (step % config.validate_every == 0 or step == config.steps):
+                        measured = _validate(model, validation, config.spatial_dims, device)
+                        val_psnr = measured
+                    saving = step % config.checkpoint_every == 0 or step == config.steps
+                    if saving:
+                        checkpoint()
+                    if progress is not None:
+                        report = TrainProgress(
+                            step,
+                            config.steps,
+                            start_step,
+                            loss_value,
+                            lr,
+                            elapsed,
+                            measured,
+                            saving,
+                        )
+                        progress(report)
+                    if stop_requested():
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                if not in_step:  # between steps the state is whole: resume from exactly here
+                    checkpoint()
+                raise
+        _export(out_dir, model, backbone, config, elapsed, val_psnr, validation, device)
+        return out_dir
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _export(
+    out_dir: Path,
+    model: nn.Module,
+    backbone: nn.Module,
+    config: TrainConfig,
+    seconds: float,
+    val_psnr: float | None,
+    validation: Sequence[Pair] | None,
+    device: torch.device,
+) -> None:
+    """Write model.safetensors (the backbone's weights) and model.json (how to rebuild it)."""
+    save_weights(backbone.state_dict(), out_dir / WEIGHTS_FILE)
+    card = {
+        "format": CARD_FORMAT,
+        "version": 1,
+        "backbone": config.backbone,
+        "wne": config.wne,
+        "wne_eps": config.wne_eps,
+        "spatial_dims": config.spatial_dims,
+        "channels": 1,
+        "backbone_kwargs": config.to_dict()["backbone_kwargs"],
+        "mode": config.mode,
+        "steps": config.steps,
+        "wall_time_s": round(seconds, 2),
+        "final_val_psnr": val_psnr,
+        "val_input_psnr": _input_psnr(validation) if validation else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "machine": _machine(device),
+        "napari_wne": __version__,
+        "config": config.to_dict(),
+    }
+    text = json.dumps(card, indent=2) + "\n"
+    _atomic_write(out_dir / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
