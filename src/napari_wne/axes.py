@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["InstanceLayout", "default_axes", "parse_axes"]
+__all__ = ["InstanceLayout", "default_axes", "parse_axes", "select"]
 
-#: Letters we understand: time, channel, depth and the two plane axes.
 KNOWN_AXES = "TCZYX"
-#: Axes along which instances are independent.
+"""Letters we understand: time, channel, depth and the two plane axes."""
 BATCH_AXES = "TC"
+"""Axes along which instances are independent."""
 
 
 @dataclass(frozen=True)
@@ -23,24 +23,52 @@ class InstanceLayout:
     """How to turn an array with `axes` into a batch of instances and back."""
 
     axes: str
-    #: Order of the input's axes once moved: batch axes first, then spatial.
     permutation: tuple[int, ...]
+    """Order of the input's axes once moved: batch axes first, then spatial."""
     n_batch_axes: int
 
     @property
     def spatial_axes(self) -> str:
+        """The spatial letters in instance order, e.g. "ZYX"."""
         return "".join(self.axes[i] for i in self.permutation[self.n_batch_axes :])
+
+    def batch_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Sizes of the T and C axes present, in that order: the grid of instances."""
+        return tuple(shape[i] for i in self.permutation[: self.n_batch_axes])
+
+    def spatial_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Sizes of the spatial axes in Z, Y, X order: one instance's shape."""
+        return tuple(shape[i] for i in self.permutation[self.n_batch_axes :])
 
     @property
     def spatial_dims(self) -> int:
+        """2 for plane instances, 3 for volumes."""
         return len(self.permutation) - self.n_batch_axes
 
     @property
     def inverse_permutation(self) -> tuple[int, ...]:
+        """The permutation that puts a result back in the input's axis order."""
         inverse = [0] * len(self.permutation)
         for position, axis in enumerate(self.permutation):
             inverse[axis] = position
         return tuple(inverse)
+
+
+def select(
+    layout: InstanceLayout, axes: str, batch_index: Sequence[int], region: Sequence[slice]
+) -> tuple[tuple, tuple[int, ...]]:
+    """Index one instance's box in an array laid out as `axes` (the layout's letters in
+    any order), and the transpose that puts the selected box in Z, Y, X order."""
+    batch_letters = [a for a in BATCH_AXES if a in layout.axes]
+    spatial_letters = layout.spatial_axes
+    index = tuple(
+        batch_index[batch_letters.index(a)]
+        if a in batch_letters
+        else region[spatial_letters.index(a)]
+        for a in axes
+    )
+    kept = [a for a in axes if a in spatial_letters]
+    return index, tuple(kept.index(a) for a in spatial_letters)
 
 
 def default_axes(ndim: int) -> str:
@@ -48,8 +76,8 @@ def default_axes(ndim: int) -> str:
     if ndim == 2:
         return "YX"
     raise ValueError(
-        f"a {ndim}-D image needs axes: pass e.g. axes='ZYX' for a volume, 'TYX' for a "
-        "time-lapse, 'CYX' for channels or 'TZYX' for a 3D time-lapse"
+        f"a {ndim}-D image needs axes (the CLI's --axes): e.g. axes='ZYX' for a volume, "
+        "'TYX' for a time-lapse, 'CYX' for channels or 'TZYX' for a 3D time-lapse"
     )
 
 

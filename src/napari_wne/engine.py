@@ -1,0 +1,225 @@
+"""The one data path: input -> blocks -> tiles -> device -> blend -> output.
+
+A *block* is a box of one instance (one T and C index) that one task reads, computes and
+writes whole. Its output is the blend of every tile of the instance's global `TileGrid`
+that reaches into it, so the result of a voxel never depends on how blocks were cut.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .axes import InstanceLayout
+from .backbones import BACKBONES
+from .models import get_model, load_model
+from .tiling import Tile, TileGrid
+from .wne import WNE
+
+__all__ = ["Block", "Engine", "TileSettings", "effective_radius"]
+
+Norm = Literal["tile", "global"]
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """How instances are cut into tiles and normalized."""
+
+    tile: int | tuple[int, ...] | None = None
+    """Largest tile side (or one per spatial axis); default 512 in 2D, (48, 128, 128) in 3D."""
+    halo: int | None = None
+    """Context voxels each tile keeps beyond its blend zone; default: the model's measured
+    effective receptive-field radius."""
+    blend: int = 16
+    """Width of the raised-cosine crossing between neighbouring tiles."""
+    norm: Norm = "tile"
+    """"tile": statistics of each tile with its halo; "global": one mean/std per instance."""
+    batch_size: int = 4
+    """Tiles per forward pass."""
+
+    def tile_shape(self, spatial_dims: int) -> tuple[int, ...]:
+        if self.tile is None:
+            return (512, 512) if spatial_dims == 2 else (48, 128, 128)
+        if isinstance(self.tile, int):
+            return (self.tile,) * spatial_dims
+        if len(self.tile) != spatial_dims:
+            raise ValueError(f"tile {self.tile} needs {spatial_dims} sizes, one per spatial axis")
+        return tuple(int(t) for t in self.tile)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of work: an instance (its T/C index) and a box of its spatial axes."""
+
+    batch_index: tuple[int, ...]
+    region: tuple[slice, ...]
+
+    @property
+    def key(self) -> str:
+        parts = [*map(str, self.batch_index), *(f"{r.start}-{r.stop}" for r in self.region)]
+        return "_".join(parts) or "all"
+
+    @property
+    def voxels(self) -> int:
+        return math.prod(r.stop - r.start for r in self.region)
+
+
+class Engine:
+    """A model on a device, and the tiling that feeds it (built once per process)."""
+
+    def __init__(
+        self,
+        model: str,
+        layout: InstanceLayout,
+        instance_shape: Sequence[int],
+        device: torch.device,
+        settings: TileSettings,
+    ) -> None:
+        if settings.norm not in ("tile", "global"):
+            raise ValueError(f"norm must be 'tile' or 'global', got {settings.norm!r}")
+        if settings.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {settings.batch_size}")
+        self.layout = layout
+        self.device = device
+        self.settings = settings
+        self.model = load_model(model, layout.spatial_dims, str(device))
+        halo = settings.halo
+        if halo is None:
+            halo = effective_radius(model, layout.spatial_dims)
+        self.halo = int(halo)
+        tile = settings.tile_shape(layout.spatial_dims)
+        dims = len(tile)
+        self.grid = TileGrid(instance_shape, tile, (self.halo,) * dims, (settings.blend,) * dims)
+
+    def blocks(self, batch_shape: Sequence[int], block_shape: Sequence[int]) -> list[Block]:
+        """Every block of every instance, in reading order."""
+        spatial = [
+            [slice(s, min(s + b, n)) for s in range(0, n, b)]
+            for n, b in zip(self.grid.shape, block_shape, strict=True)
+        ]
+        return [
+            Block(tuple(index), tuple(region))
+            for index in itertools.product(*(range(n) for n in batch_shape))
+            for region in itertools.product(*spatial)
+        ]
+
+    def plan(self, block: Block) -> tuple[tuple[slice, ...], list[Tile]]:
+        """The tiles a block needs and the box of the instance they read together."""
+        tiles = list(self.grid.tiles_touching(block.region))
+        box = tuple(
+            slice(
+                min(t.slices[d].start for t in tiles), min(max(t.slices[d].stop for t in tiles), n)
+            )
+            for d, n in enumerate(self.grid.shape)
+        )
+        return box, tiles
+
+    def compute(
+        self,
+        data: np.ndarray,
+        box: tuple[slice, ...],
+        tiles: list[Tile],
+        region: tuple[slice, ...],
+        stats: tuple[float, float] | None = None,
+    ) -> np.ndarray:
+        """Denoise `region` from `data` (the instance's `box`, spatial axes in ZYX order)."""
+        _check_finite(data)
+        out = np.zeros([r.stop - r.start for r in region], dtype=np.float32)
+        weight = np.zeros_like(out)
+        batch = self.settings.batch_size
+        for start in range(0, len(tiles), batch):
+            group = tiles[start : start + batch]
+            stack = np.stack([self._tile_input(data, box, t) for t in group])
+            predictions = self._forward(stack, stats)
+            for tile, prediction in zip(group, predictions, strict=True):
+                inside = tuple(
+                    slice(max(t.start, r.start), min(t.stop, r.stop))
+                    for t, r in zip(tile.slices, region, strict=True)
+                )
+                if any(s.start >= s.stop for s in inside):
+                    continue
+                w = tile.weights[_shift(inside, tile.slices)].astype(np.float32)
+                target = _shift(inside, region)
+                out[target] += w * prediction[_shift(inside, tile.slices)]
+                weight[target] += w
+        # The weights add to one already; dividing absorbs their last-bit rounding.
+        return out / weight
+
+    def _tile_input(self, data: np.ndarray, box: tuple[slice, ...], tile: Tile) -> np.ndarray:
+        """The tile's voxels; a tile reaching past the image end is padded by reflection."""
+        inside = tuple(
+            slice(t.start, min(t.stop, n))
+            for t, n in zip(tile.slices, self.grid.shape, strict=True)
+        )
+        values = data[_shift(inside, box)].astype(np.float32, copy=False)
+        overhang = [(0, t.stop - i.stop) for t, i in zip(tile.slices, inside, strict=True)]
+        return np.pad(values, overhang, mode="reflect") if any(o for _, o in overhang) else values
+
+    def _forward(self, stack: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
+        x = torch.from_numpy(stack).unsqueeze(1).to(self.device)
+        with torch.inference_mode():
+            if stats is not None and isinstance(self.model, WNE):
+                y = self.model(x, stats=stats)
+            else:
+                y = self.model(x)
+        return y[:, 0].float().cpu().numpy()
+
+
+def _shift(slices: Sequence[slice], origin: Sequence[slice]) -> tuple[slice, ...]:
+    return tuple(
+        slice(s.start - o.start, s.stop - o.start) for s, o in zip(slices, origin, strict=True)
+    )
+
+
+def _check_finite(block: np.ndarray) -> None:
+    if block.dtype.kind != "f":
+        return
+    finite = np.isfinite(block)
+    if finite.all():
+        return
+    n_nan = int(np.isnan(block).sum())
+    n_inf = int((~finite).sum()) - n_nan
+    raise ValueError(
+        f"the image has NaN or infinite pixels ({n_nan} NaN and {n_inf} infinite in one "
+        "block); replace them first, e.g. with numpy.nan_to_num or by filling from the "
+        "neighbours"
+    )
+
+
+def global_stats(read_strided: Callable[[int], np.ndarray], shape: Sequence[int]) -> tuple:
+    """Mean and population std of one instance from a strided subsample (<= ~4M voxels)."""
+    step = max(1, math.ceil((math.prod(shape) / 4_000_000) ** (1 / len(shape))))
+    sample = read_strided(step).astype(np.float64)
+    _check_finite(sample)
+    return float(sample.mean()), float(sample.std())
+
+
+@functools.lru_cache(maxsize=16)
+def effective_radius(model: str, spatial_dims: int, threshold: float = 1e-3) -> int:
+    """Where the model's impulse response falls below `threshold` of its peak, in voxels.
+
+    Measured on the backbone (the part that sees normalized data) as the gradient of the
+    centre output voxel with respect to a noise input, on CPU. The probe spans the
+    theoretical receptive field where that is affordable (capped at 129 px in 2D, 33 in 3D).
+    """
+    network = load_model(model, spatial_dims, "cpu")
+    network = copy.deepcopy(network.backbone if isinstance(network, WNE) else network).eval()
+    known = BACKBONES.get(get_model(model).backbone)  # None for a TorchScript module
+    theoretical = known.receptive_field if known else 64
+    size = min(2 * theoretical + 1, 129 if spatial_dims == 2 else 33)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((1, 1) + (size,) * spatial_dims, generator=generator)
+    x.requires_grad_(True)
+    centre = (0, 0) + (size // 2,) * spatial_dims
+    network(x)[centre].backward()
+    response = x.grad.abs()[0, 0]
+    significant = torch.nonzero(response >= threshold * response.max())
+    return int((significant - size // 2).abs().max())

@@ -1,0 +1,154 @@
+"""Run an `Engine` over every block: in memory, lazily with dask, or into an OME-Zarr.
+
+Reading the next block and writing the last one run in background threads while the
+device computes, with at most one block in flight each way, so memory stays bounded by
+the block size whatever the size of the image.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+
+from .axes import InstanceLayout, select
+from .engine import Block, Engine, global_stats
+from .sources import Source
+
+__all__ = ["Cancelled", "Progress", "instance_stats", "read_block", "run_blocks"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Blocks done out of the total, and the throughput so far."""
+
+    done: int
+    total: int
+    voxels_per_second: float
+
+
+class Cancelled(RuntimeError):
+    """The run stopped at a block boundary on request; the output can be resumed."""
+
+
+CancelCheck = Callable[[], bool] | threading.Event | None
+
+
+def _is_cancelled(cancel: CancelCheck) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def read_block(engine: Engine, source: Source, axes: str, block: Block):
+    """The input box a block needs, as float32 in Z, Y, X order, with its tiles."""
+    box, tiles = engine.plan(block)
+    index, order = select(engine.layout, axes, block.batch_index, box)
+    data = source.read(index)
+    return box, tiles, np.ascontiguousarray(np.transpose(data, order))
+
+
+def instance_stats(
+    source: Source, layout: InstanceLayout, axes: str, batch_index: tuple[int, ...]
+) -> tuple[float, float]:
+    """Global normalization statistics of one instance, from a strided subsample."""
+    shape = layout.spatial_shape(source.shape)
+
+    def read_strided(step: int) -> np.ndarray:
+        region = tuple(slice(0, n, step) for n in shape)
+        index, _ = select(layout, axes, batch_index, region)
+        return source.read(index)
+
+    return global_stats(read_strided, shape)
+
+
+def run_blocks(
+    engine: Engine,
+    source: Source,
+    axes: str,
+    blocks: Sequence[Block],
+    write: Callable[[Block, np.ndarray], None],
+    *,
+    stats: dict[tuple[int, ...], tuple[float, float]] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelCheck = None,
+    done_before: int = 0,
+    total: int | None = None,
+) -> None:
+    """Read, compute and write `blocks` in order, overlapping I/O with compute."""
+    total = len(blocks) + done_before if total is None else total
+    if not blocks:
+        return
+    start, voxels = time.perf_counter(), 0
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="napari-wne-io") as pool:
+        reading: Future = pool.submit(read_block, engine, source, axes, blocks[0])
+        writing: Future | None = None
+        for i, block in enumerate(blocks):
+            if _is_cancelled(cancel):
+                if writing is not None:
+                    writing.result()
+                raise Cancelled(f"cancelled after {done_before + i} of {total} blocks")
+            box, tiles, data = reading.result()
+            if i + 1 < len(blocks):
+                reading = pool.submit(read_block, engine, source, axes, blocks[i + 1])
+            stat = None if stats is None else stats[block.batch_index]
+            result = engine.compute(data, box, tiles, block.region, stat)
+            if writing is not None:
+                writing.result()
+                _report(progress, done_before + i, total, voxels, start)
+            writing = pool.submit(write, block, result)
+            voxels += block.voxels
+        writing.result()
+        _report(progress, done_before + len(blocks), total, voxels, start)
+
+
+def _report(progress, done: int, total: int, voxels: int, start: float) -> None:
+    if progress is not None:
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        progress(Progress(done, total, voxels / elapsed))
+
+
+def lazy_result(
+    make_engine: Callable[[], Engine],
+    source: Source,
+    axes: str,
+    layout: InstanceLayout,
+    block_shape: Sequence[int],
+    out_dtype: np.dtype,
+    cast: Callable[[np.ndarray, np.dtype], np.ndarray],
+    stats: dict | None,
+) -> da.Array:
+    """A dask array whose chunks are blocks, computed by the engine when asked for."""
+    batch_shape = layout.batch_shape(source.shape)
+    spatial_shape = layout.spatial_shape(source.shape)
+    chunks = tuple((1,) * n for n in batch_shape) + tuple(
+        _split(n, b) for n, b in zip(spatial_shape, block_shape, strict=True)
+    )
+    nb = len(batch_shape)
+
+    def compute(template: np.ndarray, block_info=None) -> np.ndarray:
+        location = block_info[0]["array-location"]
+        block = Block(
+            tuple(start for start, _ in location[:nb]),
+            tuple(slice(start, stop) for start, stop in location[nb:]),
+        )
+        engine = make_engine()
+        box, tiles, data = read_block(engine, source, axes, block)
+        stat = None if stats is None else stats[block.batch_index]
+        result = cast(engine.compute(data, box, tiles, block.region, stat), out_dtype)
+        return result.reshape((1,) * nb + result.shape)
+
+    meta = np.empty((0,) * (nb + len(spatial_shape)), dtype=out_dtype)
+    template = da.empty(batch_shape + spatial_shape, chunks=chunks, dtype=np.uint8)
+    return da.map_blocks(compute, template, dtype=out_dtype, meta=meta)
+
+
+def _split(size: int, block: int) -> tuple[int, ...]:
+    return tuple(min(block, size - s) for s in range(0, size, block))
