@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+import zarr
 
 from napari_wne.cli import main
 
@@ -85,9 +86,94 @@ def test_unknown_axes_in_the_file_ask_for_axes(tmp_path, capsys):
     assert "--axes" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["--help"], ["denoise", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["denoise", "--help"], ["batch", "--help"]])
 def test_help_exits_cleanly(args):
     result = subprocess.run(
         [sys.executable, "-m", "napari_wne.cli", *args], capture_output=True, text=True
     )
     assert result.returncode == 0 and "usage" in result.stdout
+
+
+def test_denoise_into_ome_zarr_shows_a_progress_bar(tmp_path, rng, capsys):
+    source = tmp_path / "stack.tif"
+    stack = rng.poisson(30, size=(2, 48, 40)).astype(np.uint16)
+    tifffile.imwrite(source, stack, imagej=True, metadata={"axes": "ZYX"}, resolution=(4, 4))
+    target = tmp_path / "stack.ome.zarr"
+    argv = ["denoise", str(source), str(target), "--block", "16", "--tile", "64", "--norm", "tile"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "9/9" in err and "block" in err and "Mvoxel/s" in err
+    group = zarr.open_group(str(target), mode="r")
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == ["z", "y", "x"]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [0.25, 0.25]
+    assert group["0"].shape == stack.shape
+
+
+def test_interrupted_tiff_run_resumes_from_its_staging(tmp_path, rng, monkeypatch, capsys):
+    source, target = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, rng.normal(100, 10, size=(64, 64)).astype(np.float32))
+    reference = tmp_path / "reference.tif"
+    assert main(["denoise", str(source), str(reference), "--block", "16"]) == 0
+
+    import napari_wne.pipeline as pipeline
+
+    calls = {"n": 0}
+    real = pipeline.Engine.compute
+
+    def stop_at_the_fifth_block(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.Engine, "compute", stop_at_the_fifth_block)
+    assert main(["denoise", str(source), str(target), "--block", "16"]) == 130
+    assert not target.exists()
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(pipeline.Engine, "compute", real)
+    assert main(["denoise", str(source), str(target), "--block", "16", "--resume"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(target), tifffile.imread(reference))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out.tif", "reference.tif"]
+
+
+def test_batch_skips_a_bad_file_finishes_the_rest_and_fails_at_the_end(tmp_path, rng, capsys):
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    for name in ("a.tif", "c.tif"):
+        tifffile.imwrite(folder / name, rng.poisson(20, size=(32, 32)).astype(np.uint16))
+    (folder / "b.tif").write_bytes(b"this is not a TIFF")
+    (folder / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "b.tif" in captured.err and "not a readable TIFF" in captured.err
+    assert "denoised 2 of 3 files" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["a_denoised.ome.zarr", "c_denoised.ome.zarr"]
+    for name in ("a", "c"):
+        assert zarr.open_array(str(out / f"{name}_denoised.ome.zarr" / "0")).shape == (32, 32)
+
+
+def test_batch_pattern_and_tiff_format(tmp_path, rng):
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    for name in ("keep_1.tif", "keep_2.tif", "other.tif"):
+        tifffile.imwrite(folder / name, rng.poisson(20, size=(24, 24)).astype(np.uint16))
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), str(out), "--pattern", "keep_*", "--format", "tif"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["keep_1_denoised.tif", "keep_2_denoised.tif"]
+    assert tifffile.imread(out / "keep_1_denoised.tif").shape == (24, 24)
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, rng, capsys):
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, rng.normal(size=(16, 16)).astype(np.float32))
+    argv = [
+        "denoise",
+        str(source),
+        str(tmp_path / "o.ome.zarr"),
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+    ]
+    assert main(argv) == 2
+    assert "cannot reach the dask scheduler" in capsys.readouterr().err

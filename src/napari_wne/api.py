@@ -2,98 +2,316 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
+import os
 import sys
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
 import torch
 
-from .axes import InstanceLayout, parse_axes
+from .axes import InstanceLayout, parse_axes, select
 from .devices import resolve_device
-from .models import DEFAULT_MODEL, get_model, load_model, warn_if_untrained
+from .distributed import BlockJob, connect, run_on_cluster
+from .engine import Block, Engine, Norm, TileSettings
+from .models import DEFAULT_MODEL, get_model, warn_if_untrained
+from .output import OmeZarrOutput
+from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks
+from .sources import Source, open_source
 
-__all__ = ["denoise"]
+__all__ = ["DenoisedImage", "denoise"]
 
 OutputDtype = Literal["float32", "input"]
 
 
+@dataclass(frozen=True)
+class DenoisedImage:
+    """Where `denoise` wrote its OME-Zarr output, and how to read it back."""
+
+    path: Path
+    axes: str
+    scale: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+
+    def to_dask(self) -> da.Array:
+        """The result as a lazy dask array (axes in `axes` order)."""
+        return da.from_zarr(str(self.path / "0"))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
 def denoise(
-    image: np.ndarray | da.Array,
+    image: Any,
     model: str = DEFAULT_MODEL,
     *,
     axes: str | None = None,
+    output: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     dtype: OutputDtype = "float32",
-    batch_size: int | None = None,
+    tile: int | tuple[int, ...] | None = None,
+    halo: int | None = None,
+    blend: int = 16,
+    norm: Norm = "tile",
+    batch_size: int = 4,
+    block: int | tuple[int, ...] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelCheck = None,
+    scheduler: Any = None,
+    resources: dict[str, float] | None = None,
     verbose: bool = True,
-) -> np.ndarray | da.Array:
-    """Denoise a 2D image, a volume, a time-lapse or a multichannel stack.
+) -> np.ndarray | da.Array | DenoisedImage:
+    """Denoise a 2D image, a volume, a time-lapse or a multichannel stack, tile by tile.
 
     Parameters
     ----------
     image:
-        A numpy array, or a dask array (then the result is a lazy dask array too).
+        A numpy, dask or zarr array, or the path of a zarr store, an OME-Zarr image or a
+        TIFF/OME-TIFF/ImageJ file (read lazily, never whole).
     model:
         A name from ``napari_wne.MODELS``; the default is the fast UNet wrapped with WNE.
+        Or a trained model by path: a folder written by ``napari-wne train``, a TorchScript
+        file (``"wne:PATH"`` wraps it with WNE), or ``"NAME:PATH"`` for a state dict of
+        registered model NAME (see `napari_wne.model_io`).
     axes:
-        One letter per dimension from "TCZYX". It decides what one instance is: each YX
-        plane, or each ZYX volume when Z is named; every T and C index is denoised on its
-        own. Needed for anything but a 2D array.
+        One letter per dimension from "TCZYX"; files usually say it themselves. It decides
+        what one instance is: each YX plane, or each ZYX volume when Z is named; every T
+        and C index is denoised on its own.
+    output:
+        Write an OME-Zarr image here (block by block, for images larger than memory).
+        Paths given as `image` write to ``<input>_denoised.ome.zarr`` when `output` is None.
     device:
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     dtype:
         "float32" (default), or "input" to round and clip back to the input's dtype.
-    batch_size:
-        Instances per forward pass; default 8 planes or 1 volume.
+    tile, halo, blend, norm, batch_size:
+        Tiling (see `napari_wne.engine.TileSettings`): the largest tile side, the context
+        kept around each tile (default: the model's measured receptive-field radius), the
+        width of the blend between tiles, "tile" or "global" normalization statistics, and
+        tiles per forward pass.
+    block:
+        Side of the blocks (one task each, one zarr shard each); default 4096 in 2D and
+        (128, 512, 512) in 3D, capped by the image.
+    resume, overwrite:
+        Finish an interrupted run into an existing `output`, or replace it.
+    progress:
+        Called with a `napari_wne.pipeline.Progress` after every block.
+    cancel:
+        A `threading.Event` or a callable; when set, the run stops at the next block and
+        raises `napari_wne.pipeline.Cancelled`, leaving a resumable output.
+    scheduler:
+        Run the blocks as tasks on a dask.distributed cluster: its scheduler's address
+        (``"tcp://host:8786"``) or a ``distributed.Client``. Needs an input path and an
+        `output` that every worker can reach (a shared file system).
+    resources:
+        Worker resources each block task needs, e.g. ``{"GPU": 1}`` for workers started
+        with ``--resources GPU=1``.
     verbose:
-        Print the model and device used to stderr (the device is never chosen silently).
+        Print the model, device and tiling used to stderr (the device is never silent).
+
+    Returns
+    -------
+    numpy.ndarray, dask.array.Array or DenoisedImage
+        A numpy array for numpy input, a lazy dask array for dask input, and a
+        `DenoisedImage` (the path and a `to_dask()` reader) when an OME-Zarr was written.
+
+    Raises
+    ------
+    ValueError
+        NaN or infinite pixels, an empty image, axes that do not fit the shape, an unknown
+        model or device, an output that is the input. For dask input, pixel checks run
+        when the result is computed.
+    TypeError
+        Boolean, complex, object or text data, or something that is not an image.
+    FileExistsError
+        The output exists and neither `overwrite` nor `resume` was given.
+
+    Warns
+    -----
+    UntrainedModelWarning
+        Every call with a model that has no trained weights.
     """
     spec = get_model(model)
     warn_if_untrained(spec)
-    array = image if isinstance(image, da.Array) else _as_numpy(image)
-    _check_dtype(array.dtype)
-    if array.size == 0:
-        raise ValueError(f"the image is empty (shape {tuple(array.shape)}); nothing to denoise")
-    layout = parse_axes(axes, array.shape)
+    source = open_source(image, axes)
+    _check_dtype(source.dtype)
+    if math.prod(source.shape) == 0:
+        raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
+    layout = parse_axes(source.axes, source.shape)
+    axes = layout.axes
     torch_device, reason = resolve_device(device)
     if dtype not in ("float32", "input"):
         raise ValueError(f"dtype must be 'float32' or 'input', got {dtype!r}")
-    out_dtype = np.dtype(np.float32) if dtype == "float32" else array.dtype
-    if batch_size is None:
-        batch_size = 8 if layout.spatial_dims == 2 else 1
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
+    settings = TileSettings(tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size)
+    instance_shape = layout.spatial_shape(source.shape)
+    make_engine = functools.partial(
+        _engine, spec.name, layout, instance_shape, str(torch_device), settings
+    )
+    engine = make_engine()
+    block_shape = _block_shape(block, instance_shape)
     if verbose:
         print(
             f"napari-wne: model {spec.name}, {layout.spatial_dims}D instances "
-            f"({layout.spatial_axes}), {reason}",
+            f"({layout.spatial_axes}), {reason}; tiles {engine.grid.tile_shape} with halo "
+            f"{engine.halo} and blend {blend}, {norm} normalization",
             file=sys.stderr,
         )
+    stats = None
+    if norm == "global":
+        stats = {
+            b: instance_stats(source, layout, axes, b)
+            for b in np.ndindex(*layout.batch_shape(source.shape))
+        }
 
-    def run(block: np.ndarray) -> np.ndarray:
-        _check_finite(block)
-        model_ = load_model(spec.name, layout.spatial_dims, str(torch_device))
-        result = _denoise_instances(block, layout, model_, torch_device, batch_size)
-        return _cast(result, out_dtype)
+    if output is None and source.path is not None:
+        output = source.path.with_name(f"{source.path.name.split('.')[0]}_denoised.ome.zarr")
+    if scheduler is not None and (source.path is None or output is None):
+        raise ValueError(
+            "a dask.distributed run reads the input and writes the output on the workers: "
+            "pass the input as a path (zarr, OME-Zarr or TIFF) and an output path that "
+            "every worker can reach"
+        )
+    if output is not None:
+        with connect(scheduler) as client:
+            cluster = None if client is None else (client, device, resources)
+            return _to_zarr(
+                engine, source, layout, Path(output), block_shape, out_dtype, stats,
+                spec.name, settings, resume, overwrite, progress, cancel, cluster,
+            )  # fmt: skip
+    if isinstance(source.array, da.Array):
+        lazy = lazy_result(make_engine, source, axes, layout, block_shape, out_dtype, _cast, stats)
+        return lazy.transpose(layout.inverse_permutation)
 
-    if isinstance(array, da.Array):
-        # Each block must hold whole instances: spatial axes in one chunk, batch axes free.
-        whole = {layout.axes.index(a): -1 for a in layout.spatial_axes}
-        meta = np.empty((0,) * array.ndim, dtype=out_dtype)  # so dask never calls run on a dummy
-        return array.rechunk(whole).map_blocks(run, dtype=out_dtype, meta=meta)
-    return run(array)
+    result = np.empty(source.shape, dtype=out_dtype)
+
+    def write(block_: Block, values: np.ndarray) -> None:
+        index, order = select(layout, axes, block_.batch_index, block_.region)
+        result[index] = np.transpose(_cast(values, out_dtype), np.argsort(order))
+
+    blocks = engine.blocks(layout.batch_shape(source.shape), block_shape)
+    run_blocks(engine, source, axes, blocks, write, stats=stats, progress=progress, cancel=cancel)
+    return result
 
 
-def _as_numpy(image: object) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-    if hasattr(image, "__array__") or isinstance(image, (list, tuple)):
-        return np.asarray(image)
-    raise TypeError(
-        f"image must be a numpy or dask array, got {type(image).__name__}; "
-        "read files with tifffile.imread or pass a path to the CLI"
+@functools.lru_cache(maxsize=4)
+def _engine(
+    model: str,
+    layout: InstanceLayout,
+    instance_shape: tuple[int, ...],
+    device: str,
+    settings: TileSettings,
+) -> Engine:
+    """One engine per process and configuration: dask tasks reuse it, never pickle it."""
+    return Engine(model, layout, instance_shape, torch.device(device), settings)
+
+
+def _block_shape(block: int | tuple[int, ...] | None, instance: tuple[int, ...]) -> tuple:
+    if block is None:
+        block = (4096, 4096) if len(instance) == 2 else (128, 512, 512)
+    elif isinstance(block, int):
+        block = (block,) * len(instance)
+    if len(block) != len(instance) or min(block) < 1:
+        raise ValueError(f"block {block} needs {len(instance)} positive sizes")
+    return tuple(min(b, n) for b, n in zip(block, instance, strict=True))
+
+
+def _chunk_shape(block_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks inside each block-sized shard: small enough for napari to browse quickly."""
+    inner = (1024, 1024) if len(block_shape) == 2 else (32, 256, 256)
+    return tuple(math.gcd(b, c) if b % c else c for b, c in zip(block_shape, inner, strict=True))
+
+
+def _to_zarr(
+    engine: Engine,
+    source: Source,
+    layout: InstanceLayout,
+    output: Path,
+    block_shape: tuple[int, ...],
+    out_dtype: np.dtype,
+    stats: dict | None,
+    model: str,
+    settings: TileSettings,
+    resume: bool,
+    overwrite: bool,
+    progress: Callable[[Progress], None] | None,
+    cancel: CancelCheck,
+    cluster: tuple[Any, str | torch.device, dict | None] | None,
+) -> DenoisedImage:
+    axes = layout.axes
+    store = OmeZarrOutput(output)
+    out_axes = store.order(axes)
+    out_shape = tuple(source.shape[axes.index(a)] for a in out_axes)
+    spatial = dict(zip(layout.spatial_axes, block_shape, strict=True))
+    shards = tuple(spatial.get(a, 1) for a in out_axes)
+    chunk = dict(zip(layout.spatial_axes, _chunk_shape(block_shape), strict=True))
+    chunks = tuple(chunk.get(a, 1) for a in out_axes)
+    run = {
+        "input": str(source.path) if source.path else None,
+        "input_shape": list(source.shape),
+        "axes": axes,
+        "model": model,
+        "dtype": str(out_dtype),
+        "tile": list(engine.grid.tile_shape),
+        "halo": engine.halo,
+        "blend": settings.blend,
+        "norm": settings.norm,
+        "block": list(block_shape),
+    }
+    resumed = store.create(
+        shape=out_shape, dtype=out_dtype, axes=out_axes, chunks=chunks, shards=shards,
+        run=run, overwrite=overwrite, resume=resume, source_path=source.path,
+    )  # fmt: skip
+    result = DenoisedImage(output, out_axes, source.scale, source.units)
+    if resumed and store.is_complete():
+        return result
+    target = store.array()
+    done = store.done_blocks() if resumed else set()
+    blocks = engine.blocks(layout.batch_shape(source.shape), block_shape)
+    todo = [b for b in blocks if b.key not in done]
+
+    def write(block_: Block, values: np.ndarray) -> None:
+        index, order = select(layout, out_axes, block_.batch_index, block_.region)
+        target[index] = np.transpose(_cast(values, out_dtype), np.argsort(order))
+        store.mark_done(block_.key)
+
+    done_before = len(blocks) - len(todo)
+    if cluster is None:
+        run_blocks(
+            engine, source, axes, todo, write, stats=stats, progress=progress, cancel=cancel,
+            done_before=done_before, total=len(blocks),
+        )  # fmt: skip
+    else:
+        client, device, resources = cluster
+        job = BlockJob(
+            input_path=str(source.path),
+            input_axes=axes,
+            model=model,
+            layout=layout,
+            instance_shape=tuple(engine.grid.shape),
+            device=str(device),
+            settings=dataclasses.replace(settings, halo=engine.halo),
+            output=str(output),
+            out_axes=out_axes,
+            out_dtype=out_dtype.str,
+            stats=None if stats is None else tuple(stats.items()),
+        )
+        run_on_cluster(
+            client, job, todo, progress=progress, cancel=cancel, done_before=done_before,
+            total=len(blocks), resources=resources,
+        )  # fmt: skip
+    store.finalize(
+        axes=out_axes, scale=source.scale, units=source.units, name=source.name, info=run
     )
+    return result
 
 
 def _check_dtype(dtype: np.dtype) -> None:
@@ -104,42 +322,6 @@ def _check_dtype(dtype: np.dtype) -> None:
     raise TypeError(
         f"cannot denoise a {what} image (dtype {dtype}); pass integer or float intensities"
     )
-
-
-def _check_finite(block: np.ndarray) -> None:
-    if block.dtype.kind != "f":
-        return
-    finite = np.isfinite(block)
-    if finite.all():
-        return
-    n_nan = int(np.isnan(block).sum())
-    n_inf = int((~finite).sum()) - n_nan
-    first = tuple(int(i) for i in np.argwhere(~finite)[0])
-    raise ValueError(
-        f"the image has {n_nan} NaN and {n_inf} infinite pixel(s) (first at index {first}); "
-        "replace them first, e.g. with numpy.nan_to_num or by filling from the neighbours"
-    )
-
-
-def _denoise_instances(
-    block: np.ndarray,
-    layout: InstanceLayout,
-    model: torch.nn.Module,
-    device: torch.device,
-    batch_size: int,
-) -> np.ndarray:
-    """Run the model over every instance of `block`; returns float32 in `block`'s layout."""
-    moved = np.transpose(block, layout.permutation)
-    batch_shape = moved.shape[: layout.n_batch_axes]
-    spatial_shape = moved.shape[layout.n_batch_axes :]
-    instances = moved.reshape((-1, *spatial_shape))
-    out = np.empty(instances.shape, dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(instances), batch_size):
-            chunk = np.ascontiguousarray(instances[start : start + batch_size], dtype=np.float32)
-            x = torch.from_numpy(chunk).unsqueeze(1).to(device)
-            out[start : start + batch_size] = model(x)[:, 0].float().cpu().numpy()
-    return out.reshape(batch_shape + spatial_shape).transpose(layout.inverse_permutation)
 
 
 def _cast(result: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 
-from .api import denoise
+from .api import DenoisedImage, denoise
 from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
+from .pipeline import Cancelled, Progress
 from .sample_data import load_sample
 
 __all__ = ["main"]
@@ -28,9 +33,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError) as err:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        ConnectionError,
+    ) as err:
         print(f"napari-wne: error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Cancelled):
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,25 +54,86 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def add_model_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS))
+        sub.add_argument(
+            "--model",
+            default=DEFAULT_MODEL,
+            help=f"a name from `napari-wne models` (default {DEFAULT_MODEL}), or the folder "
+            "of a model trained with `napari-wne train`",
+        )
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-        sub.add_argument("--dtype", default="float32", choices=["float32", "input"])
+        sub.add_argument(
+            "--dtype",
+            default="float32",
+            choices=["float32", "input"],
+            help="float32, or the input's type (rounded and clipped)",
+        )
 
     demo = commands.add_parser("demo", help="denoise the bundled real sample (no download)")
     demo.add_argument("output_dir", nargs="?", default="napari-wne-demo", type=Path)
     add_model_options(demo)
     demo.set_defaults(run=_run_demo)
 
-    one = commands.add_parser("denoise", help="denoise one TIFF file into a new TIFF file")
+    def add_run_options(sub: argparse.ArgumentParser) -> None:
+        add_model_options(sub)
+        sub.add_argument("--axes", help="e.g. YX, ZYX, TYX, CZYX (default: from the file)")
+        sub.add_argument("--tile", type=int, nargs="+", help="tile side(s) in pixels")
+        sub.add_argument(
+            "--overlap",
+            type=int,
+            help="context kept around each tile, in pixels (default: the model's measured "
+            "receptive-field radius)",
+        )
+        sub.add_argument("--norm", default="tile", choices=["tile", "global"])
+        sub.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+        sub.add_argument("--block", type=int, nargs="+", help="block (task and shard) side(s)")
+        sub.add_argument("--resume", action="store_true", help="finish an interrupted run")
+        sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        sub.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="run the blocks on this dask.distributed scheduler (e.g. tcp://host:8786)",
+        )
+        sub.add_argument(
+            "--gpu-per-task",
+            action="store_true",
+            help="with --scheduler: each task needs resource GPU=1 (workers started with "
+            "--resources GPU=1)",
+        )
+
+    one = commands.add_parser(
+        "denoise",
+        help="denoise one image (TIFF, zarr or OME-Zarr) into an OME-Zarr or a TIFF",
+        description="Denoise INPUT block by block. OUTPUT ending in .zarr is written as an "
+        "OME-Zarr image; OUTPUT ending in .tif or .tiff as a TIFF (staged in a resumable "
+        "OME-Zarr beside it, then converted plane by plane).",
+    )
     one.add_argument("input", type=Path)
     one.add_argument("output", type=Path)
-    one.add_argument("--axes", help="e.g. YX, ZYX, TYX, CZYX (default: from the file)")
-    one.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_model_options(one)
+    add_run_options(one)
     one.set_defaults(run=_run_denoise)
+
+    many = commands.add_parser(
+        "batch",
+        help="denoise every image of a folder; a bad file is reported and skipped",
+        description="Denoise each file of INPUT_DIR that matches --pattern into OUTPUT_DIR "
+        "as <name>_denoised.ome.zarr (or .tif with --format tif). Files that fail are "
+        "reported and skipped; the exit code is 1 if any failed.",
+    )
+    many.add_argument("input_dir", type=Path)
+    many.add_argument("output_dir", type=Path)
+    many.add_argument(
+        "--pattern",
+        default="*",
+        help="glob of the files to take (default: every .tif, .tiff and .zarr entry)",
+    )
+    many.add_argument("--format", default="zarr", choices=["zarr", "tif"], help="output format")
+    add_run_options(many)
+    many.set_defaults(run=_run_batch)
 
     listing = commands.add_parser("models", help="list the models and whether they are trained")
     listing.set_defaults(run=_run_models)
+
+    _add_train_parser(commands)
     return parser
 
 
@@ -76,22 +151,127 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
-    source, target = args.input, args.output
-    if not source.is_file():
-        raise FileNotFoundError(f"input {source} does not exist or is not a file")
-    if target.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"output {target} is the input file; choose another path")
-    if target.exists() and not args.overwrite:
-        raise FileExistsError(f"output {target} exists; pass --overwrite to replace it")
-    with tifffile.TiffFile(source) as tif:
-        image = tif.series[0].asarray()
-        axes = args.axes or _tiff_axes(tif.series[0].axes, image.ndim)
+    if not args.input.exists():
+        raise FileNotFoundError(f"input {args.input} does not exist")
     start = time.perf_counter()
-    result = denoise(image, args.model, axes=axes, device=args.device, dtype=args.dtype)
+    written = _denoise_file(args.input, args.output, args)
     seconds = time.perf_counter() - start
-    _write_tiff(target, result, axes, overwrite=args.overwrite)
-    print(f"denoised {source} {image.shape} ({axes}) in {seconds:.2f} s -> {target}")
+    print(f"denoised {args.input} ({written.axes}) in {seconds:.1f} s -> {args.output}")
     return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    if not args.input_dir.is_dir():
+        raise FileNotFoundError(f"input folder {args.input_dir} does not exist")
+    inputs = sorted(
+        p
+        for p in args.input_dir.glob(args.pattern)
+        if p.suffix.lower() in BATCH_SUFFIXES and not p.name.startswith(".")
+    )
+    if not inputs:
+        raise FileNotFoundError(
+            f"no .tif, .tiff or .zarr entries match {args.pattern!r} in {args.input_dir}"
+        )
+    suffix = ".ome.zarr" if args.format == "zarr" else ".tif"
+    failed = []
+    for number, source in enumerate(inputs, 1):
+        target = args.output_dir / f"{source.name.split('.')[0]}_denoised{suffix}"
+        print(f"[{number}/{len(inputs)}] {source.name} -> {target}", file=sys.stderr)
+        try:
+            _denoise_file(source, target, args)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one bad file must not stop the others
+            failed.append(source.name)
+            print(f"napari-wne: skipped {source}: {err}", file=sys.stderr)
+    done = len(inputs) - len(failed)
+    print(f"denoised {done} of {len(inputs)} files into {args.output_dir}")
+    if failed:
+        print(f"napari-wne: {len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+BATCH_SUFFIXES = (".tif", ".tiff", ".zarr")
+
+
+def _denoise_file(source: Path, target: Path, args: argparse.Namespace) -> DenoisedImage:
+    """Denoise one file with the run options of `args`, showing a progress bar."""
+    as_tiff = target.suffix.lower() in (".tif", ".tiff")
+    if not as_tiff and target.suffix.lower() != ".zarr":
+        raise ValueError(f"output {target} must end in .zarr (OME-Zarr) or .tif/.tiff")
+    if as_tiff and target.exists() and not args.overwrite:
+        raise FileExistsError(f"output {target} exists; pass --overwrite to replace it")
+    if target.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"output {target} is the input; choose another path")
+    staging = target.with_name(f".{target.name}.partial.ome.zarr") if as_tiff else target
+    options = dict(
+        model=args.model,
+        axes=args.axes,
+        device=args.device,
+        dtype=args.dtype,
+        tile=_one_or_tuple(args.tile),
+        halo=args.overlap,
+        norm=args.norm,
+        batch_size=args.batch_size,
+        block=_one_or_tuple(args.block),
+        resume=args.resume,
+        overwrite=(not args.resume) if as_tiff else args.overwrite,  # staging is ours
+        scheduler=args.scheduler,
+        resources={"GPU": 1} if args.gpu_per_task else None,
+    )
+    with _progress_bar(source.name) as report:
+        try:
+            written = denoise(source, output=staging, progress=report, **options)
+        except (KeyboardInterrupt, Cancelled):
+            print(
+                f"\nnapari-wne: interrupted; rerun with --resume to finish {staging}",
+                file=sys.stderr,
+            )
+            raise
+        except Exception:
+            if as_tiff and staging.exists():  # nothing to resume for a failed TIFF run
+                shutil.rmtree(staging)
+            raise
+    if as_tiff:
+        _zarr_to_tiff(written, target)
+        shutil.rmtree(staging)
+    return written
+
+
+def _one_or_tuple(values: list[int] | None) -> int | tuple[int, ...] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+@contextmanager
+def _progress_bar(label: str):
+    """A tqdm bar of blocks done, fed by `denoise`'s progress callback."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def report(p: Progress) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, unit="block", desc=label, file=sys.stderr, leave=True)
+        bar.n = p.done
+        bar.set_postfix_str(f"{p.voxels_per_second / 1e6:.2f} Mvoxel/s", refresh=False)
+        bar.refresh()
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _zarr_to_tiff(written: DenoisedImage, path: Path) -> None:
+    """Stream an OME-Zarr result into a TIFF, one plane at a time, then rename into place."""
+    array = written.to_dask()
+    planes = (np.asarray(array[index].compute()) for index in np.ndindex(*array.shape[:-2]))
+    _write_tiff(path, planes, written.axes, overwrite=True, shape=array.shape, dtype=array.dtype)
 
 
 def _run_models(args: argparse.Namespace) -> int:
@@ -102,27 +282,251 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tiff_axes(tiff_axes: str, ndim: int) -> str | None:
-    """Our axes from tifffile's, or None (2D only) when the file does not say."""
-    axes = tiff_axes.upper()
-    if len(axes) == ndim and set(axes) <= set("TCZYX"):
-        return axes
-    if ndim == 2:
-        return "YX"
-    raise ValueError(
-        f"the file's axes {tiff_axes!r} are not all of T, C, Z, Y, X; pass --axes, e.g. ZYX"
+def _add_train_parser(commands) -> None:
+    """`napari-wne train`: the options of `napari_wne.training.TrainConfig`, on the CLI."""
+    from .backbones import BACKBONES
+
+    sub = commands.add_parser(
+        "train",
+        help="train a denoiser on your images (rerun the same command to resume)",
+        description="Train a denoiser into OUTPUT_DIR. If OUTPUT_DIR holds a checkpoint of "
+        "the same settings, training resumes from it. The result loads with "
+        "denoise(image, model='OUTPUT_DIR').",
+    )
+    sub.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    sub.add_argument("--backbone", default="unet", choices=sorted(BACKBONES))
+    wrap = sub.add_mutually_exclusive_group()
+    wrap.add_argument(
+        "--wne",
+        dest="wne",
+        action="store_true",
+        default=True,
+        help="wrap the backbone with WNE (default)",
+    )
+    wrap.add_argument("--plain", dest="wne", action="store_false", help="train it unwrapped")
+    sub.add_argument(
+        "--mode",
+        default="supervised",
+        choices=["supervised", "pairs", "n2v"],
+        help="clean images + synthetic noise; noisy/clean pairs; or noisy only",
+    )
+    sub.add_argument(
+        "--data",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="image files or folders: clean (supervised) or noisy (n2v)",
+    )
+    sub.add_argument(
+        "--pairs",
+        nargs=2,
+        type=Path,
+        action="append",
+        default=[],
+        metavar=("NOISY", "CLEAN"),
+        help="training pairs (mode pairs); repeatable",
+    )
+    sub.add_argument("--dims", type=int, default=2, choices=[2, 3], help="2-D or 3-D patches")
+    sub.add_argument(
+        "--patch",
+        type=int,
+        nargs="+",
+        default=[64],
+        help="patch side, or one side per axis (e.g. 16 64 64)",
+    )
+    sub.add_argument("--batch", type=int, default=16)
+    sub.add_argument("--steps", type=int, default=10_000)
+    sub.add_argument("--lr", type=float, default=1e-3)
+    sub.add_argument("--lr-min", type=float, default=1e-5)
+    sub.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    sub.add_argument(
+        "--noise", default="mixed", choices=["mixed", "gaussian", "poisson-gaussian", "fixed"]
+    )
+    sub.add_argument(
+        "--sigma", type=float, default=25.0, help="noise 'fixed': sigma in 8-bit units (default 25)"
+    )
+    sub.add_argument(
+        "--sigma-range",
+        type=float,
+        nargs=2,
+        default=[0.01, 0.4],
+        metavar=("LOW", "HIGH"),
+        help="Gaussian sigma range in [0, 1] units",
+    )
+    sub.add_argument(
+        "--no-jitter",
+        action="store_true",
+        help="no random brightness/contrast (the paper's protocol)",
+    )
+    sub.add_argument("--mask-fraction", type=float, default=0.003, help="n2v: masked share")
+    sub.add_argument(
+        "--scale",
+        default="auto",
+        choices=["auto", "dtype", "percentile"],
+        help="how images map to [0, 1]: uint8 by 255, others by percentiles",
+    )
+    sub.add_argument(
+        "--val-pairs",
+        nargs=2,
+        type=Path,
+        action="append",
+        default=[],
+        metavar=("NOISY", "CLEAN"),
+        help="validation pairs; repeatable",
+    )
+    sub.add_argument(
+        "--val-data",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="clean validation images, noised once with a fixed seed",
+    )
+    sub.add_argument("--val-every", type=int, default=500)
+    sub.add_argument("--checkpoint-every", type=int, default=500)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    sub.add_argument(
+        "--backbone-kwargs",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="backbone settings, e.g. '{\"widths\": [16, 32, 64]}'",
+    )
+    sub.add_argument("--init", type=Path, help="start from these backbone weights (fine-tune)")
+    sub.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .datasets import (
+        NoiseConfig,
+        load_clean_images,
+        load_noisy_images,
+        load_pairs,
+        make_synthetic_pairs,
+    )
+    from .training import TrainConfig, TrainProgress, checkpoint_step, train
+
+    noise = NoiseConfig(
+        kind=args.noise,
+        sigma_range=tuple(args.sigma_range),
+        sigma_255=args.sigma,
+        jitter=not args.no_jitter,
+    )
+    patch = args.patch[0] if len(args.patch) == 1 else tuple(args.patch)
+    sources = [*args.data, *(p for pair in args.pairs for p in pair)]
+    config = TrainConfig(
+        output_dir=args.output_dir,
+        backbone=args.backbone,
+        wne=args.wne,
+        spatial_dims=args.dims,
+        backbone_kwargs=args.backbone_kwargs,
+        mode=args.mode,
+        patch_size=patch,
+        batch_size=args.batch,
+        steps=args.steps,
+        lr=args.lr,
+        lr_min=args.lr_min,
+        schedule=args.schedule,
+        seed=args.seed,
+        noise=noise,
+        mask_fraction=args.mask_fraction,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.val_every,
+        threads=args.threads,
+        device=args.device,
+        init_weights=str(args.init.resolve()) if args.init else None,
+        data=tuple(str(p.resolve()) for p in sources),
+    )
+    if args.mode in ("supervised", "n2v") and not args.data:
+        raise ValueError(f"mode {args.mode} needs --data: image files or folders")
+    if args.mode == "pairs" and not args.pairs:
+        raise ValueError("mode pairs needs --pairs NOISY CLEAN (files or folders)")
+    data: dict[str, object] = {}
+    if args.mode == "supervised":
+        data["clean_images"] = load_clean_images(args.data, args.scale)
+    elif args.mode == "n2v":
+        data["noisy_images"] = load_noisy_images(args.data, args.scale)
+    else:
+        data["pairs"] = [p for noisy, clean in args.pairs for p in load_pairs(noisy, clean)]
+    validation = [p for noisy, clean in args.val_pairs for p in load_pairs(noisy, clean)]
+    if args.val_data:
+        clean = load_clean_images(args.val_data, args.scale)
+        validation += make_synthetic_pairs(clean, noise, seed=args.seed + 1)
+    counts = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in data.items() if v)
+    print(
+        f"napari-wne: training {args.backbone} ({'WNE' if args.wne else 'plain'}, "
+        f"{args.dims}-D, {args.mode}) on {counts or 'no images'}"
+        + (f", validating on {len(validation)} pair(s)" if validation else ""),
+        file=sys.stderr,
     )
 
+    bar = None
+    smoothed = None
 
-def _write_tiff(path: Path, data: np.ndarray, axes: str, *, overwrite: bool) -> None:
-    """Write next to `path` and rename into place, so no half-written file looks complete."""
+    def report(p: TrainProgress) -> None:
+        nonlocal bar, smoothed
+        if bar is None:
+            bar = tqdm(
+                total=p.steps,
+                initial=p.start_step,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        smoothed = p.loss if smoothed is None else 0.95 * smoothed + 0.05 * p.loss
+        bar.set_postfix(loss=f"{smoothed:.3g}", lr=f"{p.lr:.2g}", refresh=False)
+        bar.update(1)
+        if p.val_psnr is not None:
+            bar.write(f"step {p.step}: validation PSNR {p.val_psnr:.2f} dB", file=sys.stderr)
+
+    resume_at = checkpoint_step(args.output_dir)
+    if resume_at is not None:
+        print(f"napari-wne: resuming from the checkpoint at step {resume_at}", file=sys.stderr)
+    try:
+        out = train(config, validation=validation or None, progress=report, **data)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(
+            f"napari-wne: interrupted; the checkpoint in {args.output_dir} is kept: rerun the "
+            "same command to resume from it",
+            file=sys.stderr,
+        )
+        return 130
+    if bar is not None:
+        bar.close()
+    print(f"trained model in {out}; use it with denoise(image, model={str(out)!r})")
+    return 0
+
+
+def _write_tiff(
+    path: Path, data: Any, axes: str, *, overwrite: bool, shape=None, dtype=None
+) -> None:
+    """Write next to `path` and rename into place, so no half-written file looks complete.
+
+    `data` is an array, or an iterator of planes with the `shape` and `dtype` of the whole.
+    """
     if path.exists() and not overwrite:
         raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     try:
-        tifffile.imwrite(partial, data, photometric="minisblack", metadata={"axes": axes})
+        nbytes = np.dtype(dtype or data.dtype).itemsize * np.prod(shape or data.shape)
+        tifffile.imwrite(
+            partial,
+            data,
+            shape=shape,
+            dtype=dtype,
+            photometric="minisblack",
+            metadata={"axes": axes},
+            bigtiff=bool(nbytes > 2**31),
+        )
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)

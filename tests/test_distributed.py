@@ -1,0 +1,92 @@
+"""The same pipeline as dask.distributed tasks, on a real LocalCluster of worker processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from distributed import Client, LocalCluster
+
+from napari_wne import denoise
+from napari_wne.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::napari_wne.UntrainedModelWarning")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        resources={"GPU": 1},  # a label only: lets the tests ask for GPU=1 per task
+        dashboard_address=":0",
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def stack_path(tmp_path):
+    rng = np.random.default_rng(7)
+    stack = rng.poisson(40, size=(3, 80, 72)).astype(np.uint16)
+    path = tmp_path / "stack.zarr"
+    array = zarr.create_array(str(path), shape=stack.shape, chunks=(1, 40, 36), dtype="uint16")
+    array[:] = stack
+    return path, stack
+
+
+def test_cluster_run_equals_the_local_run_voxel_for_voxel(cluster, stack_path, tmp_path):
+    path, _ = stack_path
+    common = dict(axes="TYX", block=32, tile=64, device="cpu", verbose=False)
+    local = denoise(path, output=tmp_path / "local.ome.zarr", **common)
+    seen = []
+    remote = denoise(
+        path,
+        output=tmp_path / "remote.ome.zarr",
+        scheduler=cluster.scheduler_address,
+        progress=seen.append,
+        **common,
+    )
+    np.testing.assert_array_equal(remote.to_dask().compute(), local.to_dask().compute())
+    assert seen[-1].done == seen[-1].total == 3 * 3 * 3  # T x Y blocks x X blocks
+    with Client(cluster) as client:  # the work really ran on both worker processes
+        counts = client.run(
+            lambda: (
+                __import__("napari_wne.distributed")
+                .distributed._worker_engine.cache_info()
+                .currsize
+            )
+        )
+    assert sorted(counts.values()) == [1, 1]
+
+
+def test_cluster_run_honours_gpu_resources_and_the_cli(cluster, stack_path, tmp_path):
+    path, _ = stack_path
+    target = tmp_path / "cli.ome.zarr"
+    argv = ["denoise", str(path), str(target), "--axes", "TYX", "--block", "40", "--device", "cpu",
+            "--scheduler", cluster.scheduler_address, "--gpu-per-task"]  # fmt: skip
+    assert main(argv) == 0
+    reference = denoise(path, axes="TYX", block=40, device="cpu", verbose=False,
+                        output=tmp_path / "ref.ome.zarr")  # fmt: skip
+    np.testing.assert_array_equal(
+        zarr.open_array(str(target / "0"))[:], reference.to_dask().compute()
+    )
+
+
+def test_cluster_run_needs_paths_every_worker_can_read(cluster, tmp_path):
+    image = np.ones((16, 16), dtype=np.float32)
+    with pytest.raises(ValueError, match="input as a path"):
+        denoise(image, output=tmp_path / "o.ome.zarr", scheduler=cluster.scheduler_address)
+
+
+def test_a_failing_block_surfaces_the_workers_error(cluster, tmp_path):
+    image = np.ones((64, 64), dtype=np.float32)
+    image[50, 50] = np.nan
+    path = tmp_path / "nan.tif"
+    tifffile.imwrite(path, image)
+    target = tmp_path / "nan.ome.zarr"
+    with pytest.raises(ValueError, match="NaN"):
+        denoise(path, output=target, block=32, scheduler=cluster.scheduler_address, verbose=False)
+    group = zarr.open_group(str(target), mode="r")
+    assert group.attrs["napari_wne"]["complete"] is False  # nothing that looks complete
