@@ -28,7 +28,7 @@ def test_napari_discovers_the_plugin_and_its_sample():
     manager.discover()
     manifest = manager.get_manifest("napari-wne")
     assert manifest.display_name == "WNE Denoise"
-    (sample,) = manifest.contributions.sample_data
+    sample = next(s for s in manifest.contributions.sample_data if s.key == "nuclei_2d")
     manager.activate("napari-wne")
     layers = manager.commands.execute(sample.command)
     data, meta, kind = layers[0]
