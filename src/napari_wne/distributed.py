@@ -23,7 +23,14 @@ from .axes import InstanceLayout, select
 from .devices import resolve_device
 from .engine import Block, Engine, TileSettings
 from .output import OmeZarrOutput
-from .pipeline import CancelCheck, Cancelled, Progress, _is_cancelled, read_block
+from .pipeline import (
+    CancelCheck,
+    Cancelled,
+    Progress,
+    _is_cancelled,
+    limit_malloc_arenas,
+    read_block,
+)
 from .sources import Source, open_source
 
 __all__ = ["BlockJob", "compute_block", "connect", "run_on_cluster"]
@@ -101,6 +108,7 @@ def compute_block(job: BlockJob, block: Block) -> str:
     """One task: read the block's box, denoise it, write its shard, mark it done."""
     from .api import _cast  # late: api imports this module
 
+    limit_malloc_arenas()
     source = _worker_source(job.input_path, job.input_axes)
     engine = _worker_engine(job.model, job.layout, job.instance_shape, job.device, job.settings)
     store, target = _worker_output(job.output)

@@ -7,7 +7,6 @@ that reaches into it, so the result of a voxel never depends on how blocks were 
 
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 import math
@@ -146,7 +145,7 @@ class Engine:
                 )
                 if any(s.start >= s.stop for s in inside):
                     continue
-                w = tile.weights[_shift(inside, tile.slices)].astype(np.float32)
+                w = tile.weights_in(_shift(inside, tile.slices))
                 target = _shift(inside, region)
                 out[target] += w * prediction[_shift(inside, tile.slices)]
                 weight[target] += w
@@ -210,8 +209,8 @@ def effective_radius(model: str, spatial_dims: int, threshold: float = 1e-3) -> 
     centre output voxel with respect to a noise input, on CPU. The probe spans the
     theoretical receptive field where that is affordable (capped at 129 px in 2D, 33 in 3D).
     """
-    network = load_model(model, spatial_dims, "cpu")
-    network = copy.deepcopy(network.backbone if isinstance(network, WNE) else network).eval()
+    network = load_model(model, spatial_dims, "cpu")  # the cached instance: only read here
+    network = network.backbone if isinstance(network, WNE) else network
     known = BACKBONES.get(get_model(model).backbone)  # None for a TorchScript module
     theoretical = known.receptive_field if known else 64
     size = min(2 * theoretical + 1, 129 if spatial_dims == 2 else 33)
@@ -219,7 +218,7 @@ def effective_radius(model: str, spatial_dims: int, threshold: float = 1e-3) -> 
     x = torch.randn((1, 1) + (size,) * spatial_dims, generator=generator)
     x.requires_grad_(True)
     centre = (0, 0) + (size // 2,) * spatial_dims
-    network(x)[centre].backward()
-    response = x.grad.abs()[0, 0]
+    (gradient,) = torch.autograd.grad(network(x)[centre], x)  # leaves parameters' .grad alone
+    response = gradient.abs()[0, 0]
     significant = torch.nonzero(response >= threshold * response.max())
     return int((significant - size // 2).abs().max())

@@ -7,6 +7,9 @@ the block size whatever the size of the image.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -86,6 +89,7 @@ def run_blocks(
     total = len(blocks) + done_before if total is None else total
     if not blocks:
         return
+    limit_malloc_arenas()
     start, voxels = time.perf_counter(), 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="napari-wne-io") as pool:
         reading: Future = pool.submit(read_block, engine, source, axes, blocks[0])
@@ -107,6 +111,24 @@ def run_blocks(
             voxels += block.voxels
         writing.result()
         _report(progress, done_before + len(blocks), total, voxels, start)
+
+
+@functools.cache
+def limit_malloc_arenas() -> None:
+    """Keep glibc from giving every I/O thread its own memory arena.
+
+    Block buffers are allocated in one thread and freed in another (reader, device, writer,
+    zarr's codec threads); with an arena per thread the freed space fragments and peak
+    memory creeps up with the number of blocks. Two arenas keep it flat in the stack size
+    (docs/performance.md). A no-op without glibc, or where MALLOC_ARENA_MAX is set.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def _report(progress, done: int, total: int, voxels: int, start: float) -> None:

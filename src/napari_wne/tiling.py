@@ -118,11 +118,27 @@ class AxisTiling:
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile: where it reads in the instance, and its blending weights."""
+    """One tile: where it reads in the instance, and its blending weights per axis.
+
+    The weights are separable; only the part a block needs is ever expanded
+    (`weights_in`), so a block of a hundred 3D tiles does not hold a hundred weight cubes.
+    """
 
     index: tuple[int, ...]
     slices: tuple[slice, ...]
-    weights: np.ndarray
+    profiles: tuple[np.ndarray, ...]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The whole tile's weights (float64)."""
+        return self.weights_in(tuple(slice(0, len(p)) for p in self.profiles), np.float64)
+
+    def weights_in(self, box: tuple[slice, ...], dtype=np.float32) -> np.ndarray:
+        """The weights of `box` (in tile coordinates), as the outer product of the profiles."""
+        weights = np.ones((), dtype=dtype)
+        for profile, part in zip(self.profiles, box, strict=True):
+            weights = np.multiply.outer(weights, profile[part].astype(dtype))
+        return weights
 
 
 class TileGrid:
@@ -158,13 +174,12 @@ class TileGrid:
         return computed / math.prod(self.shape)
 
     def tile(self, index: Sequence[int]) -> Tile:
-        slices, weights = [], None
-        for axis, i in zip(self.axes, index, strict=True):
-            start = axis.starts[i]
-            slices.append(slice(start, start + axis.tile_size))
-            profile = axis.weights(i)
-            weights = profile if weights is None else np.multiply.outer(weights, profile)
-        return Tile(tuple(index), tuple(slices), weights)
+        slices = tuple(
+            slice(axis.starts[i], axis.starts[i] + axis.tile_size)
+            for axis, i in zip(self.axes, index, strict=True)
+        )
+        profiles = tuple(axis.weights(i) for axis, i in zip(self.axes, index, strict=True))
+        return Tile(tuple(index), slices, profiles)
 
     def tiles_touching(self, region: Sequence[slice]) -> Iterator[Tile]:
         """Tiles whose non-zero weights reach into `region` (a box of the instance)."""
