@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import os
 import sys
@@ -65,6 +66,8 @@ def denoise(
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelCheck = None,
+    scale: dict[str, float] | None = None,
+    units: dict[str, str] | None = None,
     scheduler: Any = None,
     resources: dict[str, float] | None = None,
     verbose: bool = True,
@@ -107,6 +110,9 @@ def denoise(
     cancel:
         A `threading.Event` or a callable; when set, the run stops at the next block and
         raises `napari_wne.pipeline.Cancelled`, leaving a resumable output.
+    scale, units:
+        Physical pixel size and unit per axis letter (e.g. ``{"Y": 0.1, "X": 0.1}``,
+        ``{"Y": "micrometer"}``) for the OME-Zarr output; they replace what the file says.
     scheduler:
         Run the blocks as tasks on a dask.distributed cluster: its scheduler's address
         (``"tcp://host:8786"``) or a ``distributed.Client``. Needs an input path and an
@@ -147,7 +153,12 @@ def denoise(
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
     layout = parse_axes(source.axes, source.shape)
     axes = layout.axes
-    torch_device, reason = resolve_device(device)
+    source.scale = {**source.scale, **{a.upper(): float(v) for a, v in (scale or {}).items()}}
+    source.units = {**source.units, **{a.upper(): str(v) for a, v in (units or {}).items()}}
+    if scheduler is None:
+        torch_device, reason = resolve_device(device)
+    else:  # plan here on the CPU; each worker resolves `device` on its own machine
+        torch_device, reason = torch.device("cpu"), f"device {device} resolved on each worker"
     if dtype not in ("float32", "input"):
         raise ValueError(f"dtype must be 'float32' or 'input', got {dtype!r}")
     out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
@@ -174,6 +185,7 @@ def denoise(
 
     if output is None and source.path is not None:
         output = source.path.with_name(f"{source.path.name.split('.')[0]}_denoised.ome.zarr")
+    output = None if output is None else Path(output).absolute()
     if scheduler is not None and (source.path is None or output is None):
         raise ValueError(
             "a dask.distributed run reads the input and writes the output on the workers: "
@@ -225,9 +237,24 @@ def _block_shape(block: int | tuple[int, ...] | None, instance: tuple[int, ...])
 
 
 def _chunk_shape(block_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Chunks inside each block-sized shard: small enough for napari to browse quickly."""
-    inner = (1024, 1024) if len(block_shape) == 2 else (32, 256, 256)
-    return tuple(math.gcd(b, c) if b % c else c for b, c in zip(block_shape, inner, strict=True))
+    """Chunks inside each block-sized shard: small enough for napari to browse quickly.
+
+    A chunk must divide its shard: take the largest divisor of the block up to the wanted
+    size, or the whole block along an axis where that divisor would be tiny (a prime).
+    """
+    wanted = (1024, 1024) if len(block_shape) == 2 else (32, 256, 256)
+    chunks = []
+    for block, want in zip(block_shape, wanted, strict=True):
+        divisor = max(d for d in range(1, min(block, want) + 1) if block % d == 0)
+        chunks.append(divisor if divisor * 4 >= min(block, want) else block)
+    return tuple(chunks)
+
+
+def _fingerprint(array: Any) -> str | None:
+    """A digest of an in-memory input, so `resume` cannot reuse another array's output."""
+    if not isinstance(array, np.ndarray):
+        return None  # a lazy array: reading it all to hash it would cost a whole pass
+    return "sha1:" + hashlib.sha1(np.ascontiguousarray(array).view(np.uint8)).hexdigest()
 
 
 def _to_zarr(
@@ -255,7 +282,7 @@ def _to_zarr(
     chunk = dict(zip(layout.spatial_axes, _chunk_shape(block_shape), strict=True))
     chunks = tuple(chunk.get(a, 1) for a in out_axes)
     run = {
-        "input": str(source.path) if source.path else None,
+        "input": str(source.path) if source.path else _fingerprint(source.array),
         "input_shape": list(source.shape),
         "axes": axes,
         "model": model,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -19,6 +17,7 @@ import numpy as np
 import tifffile
 
 from .api import DenoisedImage, denoise
+from .model_io import atomic_write
 from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
 from .pipeline import Cancelled, Progress
 from .sample_data import load_sample
@@ -177,6 +176,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     for number, source in enumerate(inputs, 1):
         target = args.output_dir / f"{source.name.split('.')[0]}_denoised{suffix}"
         print(f"[{number}/{len(inputs)}] {source.name} -> {target}", file=sys.stderr)
+        if args.resume and args.format == "tif" and target.is_file():
+            continue  # finished earlier: a TIFF appears only once complete
         try:
             _denoise_file(source, target, args)
         except KeyboardInterrupt:
@@ -513,12 +514,10 @@ def _write_tiff(
     """
     if path.exists() and not overwrite:
         raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        nbytes = np.dtype(dtype or data.dtype).itemsize * np.prod(shape or data.shape)
-        tifffile.imwrite(
+    nbytes = np.dtype(dtype or data.dtype).itemsize * np.prod(shape or data.shape)
+    atomic_write(
+        path,
+        lambda partial: tifffile.imwrite(
             partial,
             data,
             shape=shape,
@@ -526,11 +525,8 @@ def _write_tiff(
             photometric="minisblack",
             metadata={"axes": axes},
             bigtiff=bool(nbytes > 2**31),
-        )
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+        ),
+    )
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

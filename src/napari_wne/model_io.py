@@ -38,6 +38,7 @@ from .wne import WNE
 __all__ = [
     "CARD_FILE",
     "WEIGHTS_FILE",
+    "atomic_write",
     "build_from_card",
     "is_torchscript",
     "load_backbone_weights",
@@ -133,14 +134,17 @@ def save_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would: readable by the lab, not 0600
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -59,7 +59,7 @@ def open_source(image: Any, axes: str | None = None) -> Source:
     An explicit `axes` wins over what the file says.
     """
     if isinstance(image, (str, os.PathLike)):
-        source = _open_path(Path(image))
+        source = _open_path(Path(image).absolute())  # the same file from any working dir
     elif isinstance(image, (np.ndarray, da.Array)) or _is_zarr_array(image):
         source = Source(image, None)
     elif hasattr(image, "__array__") or isinstance(image, (list, tuple)):

@@ -42,12 +42,13 @@ from . import __version__
 from .backbones import build_backbone
 from .datasets import NoiseConfig, PatchSampler, jitter_intensity, synthesize_noise
 from .devices import resolve_device
+from .metrics import psnr
 from .model_io import (
     CARD_FILE,
     CARD_FORMAT,
     WEIGHTS_FILE,
-    _atomic_write,
     _load_into,
+    atomic_write,
     load_weights,
     save_weights,
 )
@@ -155,17 +156,6 @@ def build_model(config: TrainConfig) -> nn.Module:
     kwargs = _tuples(dict(config.backbone_kwargs))
     backbone = build_backbone(config.backbone, spatial_dims=config.spatial_dims, **kwargs)
     return WNE(backbone, eps=config.wne_eps) if config.wne else backbone
-
-
-def psnr(prediction: np.ndarray, clean: np.ndarray) -> float:
-    """PSNR in dB with the clean image's own range (max - min) as the peak.
-
-    The peak follows the data, so scores compare across images stored in any units.
-    """
-    clean = clean.astype(np.float64)
-    mse = float(np.mean((prediction.astype(np.float64) - clean) ** 2))
-    peak = float(clean.max() - clean.min()) or 1.0
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 def blind_spot_mask(
@@ -302,7 +292,7 @@ def _compare_configs(saved: dict[str, Any], current: dict[str, Any], where: Path
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
@@ -490,4 +480,4 @@ def _export(
         "config": config.to_dict(),
     }
     text = json.dumps(card, indent=2) + "\n"
-    _atomic_write(out_dir / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out_dir / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
