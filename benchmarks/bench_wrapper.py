@@ -14,21 +14,18 @@ docs/performance.md between this script's markers, with the machine they ran on.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 import torch
 
+from _report import machine, write_section
 from napari_wne import WNE, build_backbone
 from napari_wne.backbones.dncnn import DnCNN
 
 PAPER_SHAPES = ((16, 1, 128, 128), (32, 1, 64, 64))
-REPORT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-MARK_START, MARK_END = "<!-- bench_wrapper:start -->", "<!-- bench_wrapper:end -->"
 
 
 def _pairs() -> list[tuple[str, Callable[[], torch.nn.Module], Callable[[], torch.nn.Module]]]:
@@ -80,20 +77,6 @@ def measure(base: torch.nn.Module, variant: torch.nn.Module, x: torch.Tensor, re
     )
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
-
-
 def run(device: torch.device, repeats: int) -> list[str]:
     rows = [
         f"**{device.type.upper()}** ({machine(device)}), float32 inference "
@@ -118,7 +101,6 @@ def run(device: torch.device, repeats: int) -> list[str]:
 
 def write_report(sections: list[list[str]], seconds: float) -> None:
     body = [
-        MARK_START,
         "## WNE wrapper overhead",
         "",
         f"Measured {date.today().isoformat()} with `python benchmarks/bench_wrapper.py` "
@@ -129,16 +111,7 @@ def write_report(sections: list[list[str]], seconds: float) -> None:
     ]
     for rows in sections:
         body += [*rows, ""]
-    body.append(MARK_END)
-    text = REPORT.read_text() if REPORT.exists() else "# Performance\n\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + "\n".join(body) + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(body) + "\n"
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(text)
-    print(f"wrote {REPORT}")
+    write_section("bench_wrapper", body)
 
 
 def main() -> None:

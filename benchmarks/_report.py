@@ -1,0 +1,41 @@
+"""Shared by the benchmarks: describe the machine; write a section of a docs page."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+REPORT = DOCS / "performance.md"
+RESULTS = DOCS / "results.md"
+
+
+def machine(device: torch.device) -> str:
+    """The CPU model (or GPU name) and thread count, so a figure says where it came from."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def write_section(name: str, lines: list[str], report: Path = REPORT) -> None:
+    """Replace this script's section of a docs page (between its markers), or append it."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    body = "\n".join([start, *lines, end])
+    title = "# Performance" if report == REPORT else "# Results"
+    text = report.read_text() if report.exists() else f"{title}\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + body + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    report.write_text(text)

@@ -1,0 +1,164 @@
+"""Is the whole zarr-to-zarr pipeline as fast as the network it feeds?
+
+For a 2D time-lapse and a 3D volume stored in zarr, this times `denoise(zarr_path,
+output=...)` end to end (reading, tiling, normalization, forward, blending, writing) and the
+raw model forward alone on exactly the tiles the pipeline computes (same count, shape and
+batch size). Their throughputs on those computed voxels give the pipeline's efficiency; the
+computed/output voxel ratio is the cost of the halo.
+
+    python benchmarks/bench_pipeline.py               # default model, CPU (and CUDA)
+    python benchmarks/bench_pipeline.py --repeats 1 --no-write
+
+Rounds alternate pipeline and raw forward; figures are medians, the efficiency the median of
+per-round ratios, so a shared machine's load drift hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from _report import machine, write_section
+from napari_wne import DEFAULT_MODEL, denoise
+from napari_wne.axes import parse_axes
+from napari_wne.engine import Engine, TileSettings
+from napari_wne.models import load_model
+
+CASES = {  # name: (axes, shape, zarr chunks)
+    "2D time-lapse": ("TYX", (2, 1536, 1536), (1, 512, 512)),
+    "3D volume": ("ZYX", (48, 384, 384), (16, 128, 128)),
+}
+
+
+def make_input(folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> Path:
+    """A noisy uint16 stack with structure, stored as zarr v3."""
+    rng = np.random.default_rng(0)
+    grid = np.indices(shape[-2:]).sum(axis=0)
+    clean = 200 + 150 * np.sin(grid / 23.0)
+    data = rng.poisson(np.broadcast_to(clean, shape)).astype(np.uint16)
+    path = folder / "input.zarr"
+    zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="uint16")[:] = data
+    return path
+
+
+def computed_tiles(engine: Engine, batch_shape: tuple[int, ...], block: tuple) -> int:
+    """How many tiles the pipeline runs through the network (tiles shared by blocks twice)."""
+    blocks = engine.blocks(batch_shape, block)
+    return sum(len(engine.plan(b)[1]) for b in blocks)
+
+
+def time_raw_forward(model, tile_shape, tiles: int, batch: int, device) -> float:
+    x = torch.randn((batch, 1, *tile_shape), device=device) * 30 + 200
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        model(x)  # warm-up
+        sync()
+        start = time.perf_counter()
+        for first in range(0, tiles, batch):
+            model(x[: min(batch, tiles - first)])
+        sync()
+    return time.perf_counter() - start
+
+
+def run_case(name: str, model: str, device: torch.device, repeats: int, folder: Path) -> str:
+    axes, shape, chunks = CASES[name]
+    source = make_input(folder, shape, chunks)
+    layout = parse_axes(axes, shape)
+    settings = TileSettings()
+    engine = Engine(model, layout, layout.spatial_shape(shape), device, settings)
+    block = (4096, 4096) if layout.spatial_dims == 2 else (128, 512, 512)
+    block = tuple(min(b, n) for b, n in zip(block, engine.grid.shape, strict=True))
+    tiles = computed_tiles(engine, layout.batch_shape(shape), block)
+    computed = tiles * math.prod(engine.grid.tile_shape)
+    network = load_model(model, layout.spatial_dims, str(device))
+
+    def pipeline() -> float:
+        target = folder / "output.ome.zarr"
+        start = time.perf_counter()
+        denoise(source, model, axes=axes, output=target, device=device, overwrite=True,
+                verbose=False)  # fmt: skip
+        seconds = time.perf_counter() - start
+        shutil.rmtree(target)
+        return seconds
+
+    pipeline()  # warm-up: model build, receptive-field probe, allocator
+    runs, raws, ratios = [], [], []
+    for round_ in range(repeats):
+        order = ("pipeline", "raw") if round_ % 2 == 0 else ("raw", "pipeline")
+        seconds = {}
+        for what in order:
+            seconds[what] = (
+                pipeline()
+                if what == "pipeline"
+                else time_raw_forward(
+                    network, engine.grid.tile_shape, tiles, settings.batch_size, device
+                )
+            )
+        runs.append(seconds["pipeline"])
+        raws.append(seconds["raw"])
+        ratios.append(seconds["raw"] / seconds["pipeline"])
+    t_pipe, t_raw = statistics.median(runs), statistics.median(raws)
+    row = (
+        f"| {name} {axes} {'x'.join(map(str, shape))} | {device.type} | "
+        f"{'x'.join(map(str, engine.grid.tile_shape))} (halo {engine.halo}) | "
+        f"{computed / math.prod(shape):.3f} | {t_pipe:.2f} | {t_raw:.2f} | "
+        f"{computed / t_pipe / 1e6:.3f} | {computed / t_raw / 1e6:.3f} | "
+        f"{statistics.median(ratios):.3f} |"
+    )
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # an untrained model is as fast as a trained one
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = [
+        "| input | device | tile | computed / output voxels | pipeline (s) | raw forward (s) "
+        "| pipeline Mvoxel/s | raw Mvoxel/s | pipeline / raw throughput |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for device in devices:
+            for name in CASES:
+                rows.append(run_case(name, args.model, device, args.repeats, Path(tmp)))
+    if args.no_write:
+        return
+    machines = "; ".join(f"{d.type}: {machine(d)}" for d in devices)
+    write_section(
+        "bench_pipeline",
+        [
+            "## Whole pipeline against the raw network forward",
+            "",
+            f"Measured {date.today().isoformat()} with `python benchmarks/bench_pipeline.py` "
+            f"(model {args.model}, default tiling, median of {args.repeats} alternating rounds, "
+            f"{time.perf_counter() - start:.0f} s in all; {machines}). The pipeline reads zarr, "
+            "tiles, normalizes, runs the network, blends and writes an OME-Zarr; the raw "
+            "forward runs the network alone on the same number of tiles of the same shape. "
+            "Throughputs count computed voxels (tiles x tile size). Targets: pipeline / raw "
+            ">= 0.9; computed / output <= 1.3 in 2D.",
+            "",
+            *rows,
+            "",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
