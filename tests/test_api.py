@@ -149,3 +149,27 @@ def test_nan_in_a_dask_block_is_reported_at_compute(rng):
     lazy = _run(da.from_array(stack, chunks=(1, 16, 16)), axes="TYX")
     with pytest.raises(ValueError, match="NaN"):
         lazy.compute()
+
+
+def test_volumes_can_be_denoised_plane_by_plane(rng):
+    volume = rng.normal(100, 10, size=(3, 40, 48)).astype(np.float32)
+    by_plane = denoise(volume, axes="ZYX", instances="planes", verbose=False)
+    one_by_one = np.stack([denoise(p, axes="YX", verbose=False) for p in volume])
+    np.testing.assert_allclose(by_plane, one_by_one, rtol=1e-6, atol=1e-4)
+    in_3d = denoise(volume, axes="ZYX", instances="volumes", verbose=False)
+    assert np.abs(in_3d - by_plane).max() > 1e-3  # a different network ran
+
+
+def test_a_model_trained_in_2d_takes_volumes_plane_by_plane(tmp_path, rng, capsys):
+    from napari_wne.training import TrainConfig, train
+
+    folder = tmp_path / "tiny"
+    config = TrainConfig(folder, backbone="dncnn", backbone_kwargs={"depth": 3, "features": 8},
+                         steps=2, batch_size=2, patch_size=16, threads=1, device="cpu")  # fmt: skip
+    train(config, clean_images=[rng.random((32, 32)).astype(np.float32)])
+    volume = rng.normal(100, 10, size=(2, 24, 24)).astype(np.float32)
+    result = denoise(volume, str(folder), axes="ZYX")
+    assert "each Z plane on its own" in capsys.readouterr().err
+    np.testing.assert_allclose(result[1], denoise(volume[1], str(folder), verbose=False), rtol=1e-6)
+    with pytest.raises(ValueError, match="trained on 2-D instances"):
+        denoise(volume, str(folder), axes="ZYX", instances="volumes", verbose=False)

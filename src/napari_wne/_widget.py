@@ -47,7 +47,7 @@ from .pipeline import Cancelled, Progress
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LARGE_LAYER_BYTES", "DenoiseWidget", "layer_axes", "planewise_axes"]
+__all__ = ["LARGE_LAYER_BYTES", "DenoiseWidget", "layer_axes"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,22 +101,6 @@ def layer_axes(layer: Image) -> str:
             "axes to denoise; rename them (e.g. to 'y' and 'x') in the layer's axis labels"
         )
     return axes
-
-
-def planewise_axes(axes: str) -> str:
-    """`axes` with Z renamed to a free batch letter, so `denoise` takes each plane alone.
-
-    For models trained on 2D planes: a volume is then a stack of independent planes.
-    """
-    if "Z" not in axes:
-        return axes
-    free = [a for a in "TC" if a not in axes]
-    if not free:
-        raise ValueError(
-            f"axes {axes!r} already use T and C, so Z cannot be taken plane by plane; "
-            "choose 'Volumes: in 3D'"
-        )
-    return axes.replace("Z", free[0])
 
 
 @dataclass
@@ -209,10 +193,13 @@ class DenoiseWidget(Container):
             "and cancelled between; 0: automatic (4096 in 2D, 128x512x512 in 3D).",
         )  # fmt: skip
         self.volumes = ComboBox(
-            label="Volumes", choices=[("in 3D (ZYX)", "3d"), ("plane by plane (2D)", "2d")],
-            value="3d",
+            label="Volumes",
+            choices=[("automatic", "auto"), ("in 3D (ZYX)", "volumes"),
+                     ("plane by plane (2D)", "planes")],
+            value="auto",
             tooltip="How layers with a Z axis are denoised: as volumes with a 3D model, or "
-            "each plane alone with a 2D model (needed for models trained on 2D images).",
+            "each plane alone with a 2D one. Automatic: in 3D unless the model was trained "
+            "on 2D images only.",
         )  # fmt: skip
         self.norm = ComboBox(
             label="Normalization", choices=["tile", "global"], value="tile",
@@ -357,13 +344,18 @@ class DenoiseWidget(Container):
             )
         data = layer.data[0] if layer.multiscale else layer.data
         axes = layer_axes(layer)
-        return data, planewise_axes(axes) if self.volumes.value == "2d" else axes
+        return data, axes
 
     def _job(self, layer: Image | None) -> _Job:
         data, axes = self._layer_data(layer)
         kwargs = {
             **self._settings(),
             "axes": axes,
+            "instances": self.volumes.value,
+            "scale": dict(zip(axes, map(float, layer.scale), strict=True)),
+            "units": {  # napari's "pixel" is no physical unit: leave those out
+                a: str(u) for a, u in zip(axes, layer.units, strict=True) if str(u) != "pixel"
+            },
             "dtype": self.dtype.value,
             "block": self.block.value or None,
             "verbose": False,

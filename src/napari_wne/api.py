@@ -53,6 +53,7 @@ def denoise(
     model: str = DEFAULT_MODEL,
     *,
     axes: str | None = None,
+    instances: Literal["auto", "planes", "volumes"] = "auto",
     output: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     dtype: OutputDtype = "float32",
@@ -88,6 +89,10 @@ def denoise(
         One letter per dimension from "TCZYX"; files usually say it themselves. It decides
         what one instance is: each YX plane, or each ZYX volume when Z is named; every T
         and C index is denoised on its own.
+    instances:
+        For images with Z: "volumes" denoises each ZYX volume with a 3D network, "planes"
+        each Z plane on its own with a 2D one. "auto" (default) takes volumes unless the
+        model was trained on 2D images only, and says so.
     output:
         Write an OME-Zarr image here (block by block, for images larger than memory).
         Paths given as `image` write to ``<input>_denoised.ome.zarr`` when `output` is None.
@@ -152,6 +157,11 @@ def denoise(
     if math.prod(source.shape) == 0:
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
     layout = parse_axes(source.axes, source.shape)
+    if instances not in ("auto", "planes", "volumes"):
+        raise ValueError(f"instances must be 'auto', 'planes' or 'volumes', got {instances!r}")
+    by_plane = instances == "planes" or (instances == "auto" and 3 not in spec.dims)
+    if by_plane and layout.spatial_dims == 3:
+        layout = parse_axes(layout.axes, source.shape, planes=True)
     axes = layout.axes
     source.scale = {**source.scale, **{a.upper(): float(v) for a, v in (scale or {}).items()}}
     source.units = {**source.units, **{a.upper(): str(v) for a, v in (units or {}).items()}}
@@ -170,9 +180,10 @@ def denoise(
     engine = make_engine()
     block_shape = _block_shape(block, instance_shape)
     if verbose:
+        planes = ", each Z plane on its own" if "Z" in layout.batch_axes else ""
         print(
             f"napari-wne: model {spec.name}, {layout.spatial_dims}D instances "
-            f"({layout.spatial_axes}), {reason}; tiles {engine.grid.tile_shape} with halo "
+            f"({layout.spatial_axes}{planes}), {reason}; tiles {engine.grid.tile_shape} with halo "
             f"{engine.halo} and blend {blend}, {norm} normalization",
             file=sys.stderr,
         )

@@ -28,6 +28,11 @@ class InstanceLayout:
     n_batch_axes: int
 
     @property
+    def batch_axes(self) -> str:
+        """The letters whose every index is an instance of its own, e.g. "TC" (or "TCZ")."""
+        return "".join(self.axes[i] for i in self.permutation[: self.n_batch_axes])
+
+    @property
     def spatial_axes(self) -> str:
         """The spatial letters in instance order, e.g. "ZYX"."""
         return "".join(self.axes[i] for i in self.permutation[self.n_batch_axes :])
@@ -59,7 +64,7 @@ def select(
 ) -> tuple[tuple, tuple[int, ...]]:
     """Index one instance's box in an array laid out as `axes` (the layout's letters in
     any order), and the transpose that puts the selected box in Z, Y, X order."""
-    batch_letters = [a for a in BATCH_AXES if a in layout.axes]
+    batch_letters = list(layout.batch_axes)
     spatial_letters = layout.spatial_axes
     index = tuple(
         batch_index[batch_letters.index(a)]
@@ -81,8 +86,11 @@ def default_axes(ndim: int) -> str:
     )
 
 
-def parse_axes(axes: str | None, shape: Sequence[int]) -> InstanceLayout:
-    """Check `axes` against `shape` and work out the instance layout."""
+def parse_axes(axes: str | None, shape: Sequence[int], planes: bool = False) -> InstanceLayout:
+    """Check `axes` against `shape` and work out the instance layout.
+
+    With `planes`, every Z plane is an instance of its own (for a 2D model on a volume).
+    """
     ndim = len(shape)
     axes = default_axes(ndim) if axes is None else str(axes).upper()
     unknown = sorted(set(axes) - set(KNOWN_AXES))
@@ -100,8 +108,9 @@ def parse_axes(axes: str | None, shape: Sequence[int]) -> InstanceLayout:
         )
     if "Y" not in axes or "X" not in axes:
         raise ValueError(f"axes {axes!r} must contain both Y and X")
-    batch = [axes.index(a) for a in BATCH_AXES if a in axes]
-    spatial = [axes.index(a) for a in "ZYX" if a in axes]
+    batch_letters = BATCH_AXES + "Z" if planes else BATCH_AXES
+    batch = [axes.index(a) for a in batch_letters if a in axes]
+    spatial = [axes.index(a) for a in "ZYX" if a in axes and a not in batch_letters]
     for letter in "ZYX":
         if letter in axes and shape[axes.index(letter)] < 2:
             raise ValueError(

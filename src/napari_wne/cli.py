@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     def add_run_options(sub: argparse.ArgumentParser) -> None:
         add_model_options(sub)
         sub.add_argument("--axes", help="e.g. YX, ZYX, TYX, CZYX (default: from the file)")
+        sub.add_argument(
+            "--instances",
+            default="auto",
+            choices=["auto", "planes", "volumes"],
+            help="with Z: 3D volumes, or each Z plane on its own (auto: volumes unless the "
+            "model was trained in 2D)",
+        )
         sub.add_argument("--tile", type=int, nargs="+", help="tile side(s) in pixels")
         sub.add_argument(
             "--overlap",
@@ -209,6 +216,7 @@ def _denoise_file(source: Path, target: Path, args: argparse.Namespace) -> Denoi
     options = dict(
         model=args.model,
         axes=args.axes,
+        instances=args.instances,
         device=args.device,
         dtype=args.dtype,
         tile=_one_or_tuple(args.tile),

@@ -7,6 +7,7 @@ dask tasks and widget calls never rebuild it or carry it through a task graph.
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from .backbones import BACKBONES, build_backbone
-from .model_io import WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
+from .model_io import CARD_FILE, WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
 from .wne import WNE
 
 __all__ = [
@@ -57,6 +58,20 @@ class ModelSpec:
         if Path(self.weights).is_absolute():
             return Path(self.weights).is_file()
         return resources.files("napari_wne").joinpath("weights", self.weights).is_file()
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Instance dimensionalities it runs on: its training's, or 2 and 3 if untrained."""
+        if not self.trained or self.backbone == "torchscript":
+            return (2, 3)
+        if Path(self.weights).is_absolute():
+            card = Path(self.weights).with_name(CARD_FILE)
+        else:
+            card = resources.files("napari_wne").joinpath("weights", self.weights)
+            card = card.parent.joinpath(CARD_FILE)
+        if not card.is_file():  # a bare state dict: either, the loader checks the shapes
+            return (2, 3)
+        return (int(json.loads(card.read_text())["spatial_dims"]),)
 
     @property
     def equivariant(self) -> bool:
