@@ -399,3 +399,23 @@ def test_cli_trains_validates_and_resumes(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     assert main([*args, "--steps", "4"]) == 0  # finished run: resumes at its end
     assert "resuming from the checkpoint at step 4" in capsys.readouterr().err
+
+
+def test_cli_fine_tunes_self_supervised_from_a_trained_model(tmp_path, capsys):
+    data = tmp_path / "noisy"
+    data.mkdir()
+    for i, image in enumerate(_clean_images()):
+        noisy = np.random.default_rng(i).poisson(image * 50 + 5).astype(np.uint16)
+        tifffile.imwrite(data / f"{i}.tif", noisy)
+    common = ["--backbone-kwargs", json.dumps(TINY), "--patch", "32", "--batch", "2",
+              "--threads", "1", "--device", "cpu", "--steps", "2"]  # fmt: skip
+    base = tmp_path / "base"
+    assert main(["train", str(base), "--data", str(data), *common]) == 0
+    tuned = tmp_path / "tuned"
+    argv = ["train", str(tuned), "--mode", "n2v", "--data", str(data), "--init", str(base)]
+    assert main([*argv, *common]) == 0
+    card = json.loads((tuned / "model.json").read_text())
+    assert card["mode"] == "n2v"
+    assert card["config"]["init_weights"] == str(base.resolve() / "model.safetensors")
+    assert main(["train", str(tmp_path / "x"), "--data", str(data), "--init", "nope"]) == 2
+    assert "--init nope" in capsys.readouterr().err

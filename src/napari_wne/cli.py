@@ -404,7 +404,12 @@ def _add_train_parser(commands) -> None:
         metavar="JSON",
         help="backbone settings, e.g. '{\"widths\": [16, 32, 64]}'",
     )
-    sub.add_argument("--init", type=Path, help="start from these backbone weights (fine-tune)")
+    sub.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from a trained model (fine-tune): a shipped name such as unet-wne, a "
+        "trained model folder, or a weights file",
+    )
     sub.set_defaults(run=_run_train)
 
 
@@ -448,7 +453,7 @@ def _run_train(args: argparse.Namespace) -> int:
         validate_every=args.val_every,
         threads=args.threads,
         device=args.device,
-        init_weights=str(args.init.resolve()) if args.init else None,
+        init_weights=_init_weights(args.init) if args.init else None,
         data=tuple(str(p.resolve()) for p in sources),
     )
     if args.mode in ("supervised", "n2v") and not args.data:
@@ -511,6 +516,25 @@ def _run_train(args: argparse.Namespace) -> int:
         bar.close()
     print(f"trained model in {out}; use it with denoise(image, model={str(out)!r})")
     return 0
+
+
+def _init_weights(model: str) -> str:
+    """The weights file behind a model name or path, to fine-tune from."""
+    from importlib import resources
+
+    from .model_io import WEIGHTS_FILE
+
+    if model in MODELS:
+        spec = MODELS[model]
+        if not spec.trained:
+            raise ValueError(f"model {model!r} has no trained weights to start from")
+        return str(resources.files("napari_wne").joinpath("weights", spec.weights))
+    path = Path(model).expanduser().resolve()
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {model}: no model name or weights file found there")
+    return str(path)
 
 
 def _write_tiff(
