@@ -51,13 +51,7 @@ def test_cluster_run_equals_the_local_run_voxel_for_voxel(cluster, stack_path, t
     np.testing.assert_array_equal(remote.to_dask().compute(), local.to_dask().compute())
     assert seen[-1].done == seen[-1].total == 3 * 3 * 3  # T x Y blocks x X blocks
     with Client(cluster) as client:  # the work really ran on both worker processes
-        counts = client.run(
-            lambda: (
-                __import__("napari_wne.distributed")
-                .distributed._worker_engine.cache_info()
-                .currsize
-            )
-        )
+        counts = client.run(lambda: __import__("napari_wne.api").api._engine.cache_info().currsize)
     assert sorted(counts.values()) == [1, 1]
 
 

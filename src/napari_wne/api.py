@@ -233,8 +233,11 @@ def _engine(
     device: str,
     settings: TileSettings,
 ) -> Engine:
-    """One engine per process and configuration: dask tasks reuse it, never pickle it."""
-    return Engine(model, layout, instance_shape, torch.device(device), settings)
+    """One engine per process and configuration: dask tasks reuse it, never pickle it.
+
+    `device` may be "auto" (a cluster worker picks its own) or a concrete device.
+    """
+    return Engine(model, layout, instance_shape, resolve_device(device)[0], settings)
 
 
 def _block_shape(block: int | tuple[int, ...] | None, instance: tuple[int, ...]) -> tuple:

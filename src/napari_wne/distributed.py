@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from .axes import InstanceLayout, select
-from .devices import resolve_device
-from .engine import Block, Engine, TileSettings
+from .engine import Block, TileSettings
 from .output import OmeZarrOutput
 from .pipeline import (
     CancelCheck,
@@ -85,17 +84,6 @@ def _worker_source(path: str, axes: str) -> Source:
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_engine(
-    model: str,
-    layout: InstanceLayout,
-    instance_shape: tuple[int, ...],
-    device: str,
-    settings: TileSettings,
-) -> Engine:
-    return Engine(model, layout, instance_shape, resolve_device(device)[0], settings)
-
-
-@functools.lru_cache(maxsize=4)
 def _worker_output(path: str) -> tuple[OmeZarrOutput, Any]:
     store = OmeZarrOutput(path)
     return store, store.array()
@@ -106,11 +94,11 @@ _torch_lock = threading.Lock()
 
 def compute_block(job: BlockJob, block: Block) -> str:
     """One task: read the block's box, denoise it, write its shard, mark it done."""
-    from .api import _cast  # late: api imports this module
+    from .api import _cast, _engine  # late: api imports this module
 
     limit_malloc_arenas()
     source = _worker_source(job.input_path, job.input_axes)
-    engine = _worker_engine(job.model, job.layout, job.instance_shape, job.device, job.settings)
+    engine = _engine(job.model, job.layout, job.instance_shape, job.device, job.settings)
     store, target = _worker_output(job.output)
     box, tiles, data = read_block(engine, source, job.input_axes, block)
     stat = None if job.stats is None else dict(job.stats)[block.batch_index]
