@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _data import DATA, VALIDATION_PAIR, microscopy_pairs  # noqa: E402
+from _report import DOCS, write_section  # noqa: E402
 from napari_wne import MODELS, denoise  # noqa: E402
 from napari_wne.metrics import scores  # noqa: E402
 from napari_wne.model_io import CARD_FILE, WEIGHTS_FILE  # noqa: E402
@@ -47,6 +48,60 @@ def measured_scores(run: Path) -> dict[str, dict[str, float]]:
         }
         for group, pairs in found.items()
     }
+
+
+def card_lines(card: dict) -> list[str]:
+    """One model's card as Markdown."""
+    config, noise = card["config"], card["noise"]
+    machine = card["machine"]
+    lines = [
+        f"### `{card['name']}`",
+        "",
+        f"- **Architecture:** {card['description']}; {card['parameters']:,} parameters; "
+        f"{card['spatial_dims']}D, {config['batch_size']} patches of "
+        f"{config['patch_size']} px per step.",
+        f"- **Training:** {card['mode']}, {card['steps']:,} steps of Adam (lr {config['lr']} "
+        f"{config['schedule']} to {config['lr_min']}), {card['wall_time_s'] / 3600:.2f} h on "
+        f"{machine.get('gpu', machine['device'])} ({machine['processor']}, "
+        f"{machine['cpu_count']} cores, {machine['torch_threads']} torch thread(s)), "
+        f"shipped {card['shipped']}.",
+        f"- **Data:** {len(card['training_data'])} sources: "
+        + ", ".join(f"`{d}`" for d in card["training_data"])
+        + ".",
+        f"- **Noise:** {noise['kind']}: Gaussian sigma {noise['sigma_range'][0]}-"
+        f"{noise['sigma_range'][1]} of the [0, 1] range, or Poisson with "
+        f"{noise['photons_range'][0]:g}-{noise['photons_range'][1]:g} photons at full scale "
+        f"plus read noise up to {noise['read_noise_max']}"
+        + (
+            f"; random contrast {noise['contrast_range'][0]}-{noise['contrast_range'][1]} "
+            "and offset"
+            if noise["jitter"]
+            else ""
+        )
+        + ".",
+        f"- **Validation** (W2S pair 010_0, PSNR after the pair's gain fit): "
+        f"{card['final_val_psnr']:.2f} dB (input {card['val_input_psnr']:.2f} dB).",
+        "",
+        "| real data (never trained on) | images | input PSNR / SSIM | model PSNR / SSIM |",
+        "|---|---|---|---|",
+    ]
+    for group, s in card["scores"].items():
+        if group == "how":
+            continue
+        lines.append(
+            f"| {group} | {s['images']} | {s['input_psnr']:.2f} / {s['input_ssim']:.3f} "
+            f"| {s['psnr']:.2f} / {s['ssim']:.3f} |"
+        )
+    return [*lines, "", f"Scores: {card['scores']['how']}.", ""]
+
+
+def write_cards() -> None:
+    """Every shipped model's card into docs/models.md."""
+    folder = ROOT / "src" / "napari_wne" / "weights"
+    lines: list[str] = []
+    for card_file in sorted(folder.glob(f"*/{CARD_FILE}")):
+        lines += card_lines(json.loads(card_file.read_text()))
+    write_section("model_cards", lines, report=DOCS / "models.md")
 
 
 def main() -> None:
@@ -79,7 +134,8 @@ def main() -> None:
     shutil.copyfile(args.run / WEIGHTS_FILE, target / WEIGHTS_FILE)
     (target / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card["scores"], indent=2))
-    print(f"shipped {args.run} as {spec.name} in {target}")
+    write_cards()
+    print(f"shipped {args.run} as {spec.name} in {target}; card in docs/models.md")
 
 
 if __name__ == "__main__":
