@@ -38,7 +38,7 @@ def stack_path(tmp_path):
 
 def test_cluster_run_equals_the_local_run_voxel_for_voxel(cluster, stack_path, tmp_path):
     path, _ = stack_path
-    common = dict(axes="TYX", block=32, tile=64, device="cpu", verbose=False)
+    common = dict(axes="TYX", block=32, tile=64, halo=16, device="cpu", verbose=False)
     local = denoise(path, output=tmp_path / "local.ome.zarr", **common)
     seen = []
     remote = denoise(

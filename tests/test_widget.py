@@ -169,7 +169,7 @@ def test_cancel_adds_no_layer(viewer_widget, qtbot, rng):
     data = rng.poisson(30, (4, 128, 128)).astype(np.uint16)
     viewer.add_image(data, name="long", axis_labels=("t", "y", "x"))
     widget.image.value = viewer.layers["long"]
-    widget.tile.value, widget.block.value = 64, 16  # 4 x 64 blocks
+    widget.tile.value, widget.overlap.value, widget.block.value = 64, 16, 16  # 4 x 64 blocks
     widget.progress.changed.connect(lambda done: done >= 1 and widget.cancel_button.native.click())
     start = len(notification_manager.records)
     run(widget, qtbot)
@@ -214,7 +214,7 @@ def test_dask_layer_goes_through_ome_zarr_resumably(viewer_widget, qtbot, rng, t
     viewer.add_image(lazy, name="big one", axis_labels=("t", "y", "x"), scale=(3.0, 0.5, 0.5))
     widget.image.value = viewer.layers["big one"]
     widget.output_folder.value = tmp_path
-    widget.tile.value, widget.block.value = 64, 16  # 2 x 64 blocks
+    widget.tile.value, widget.overlap.value, widget.block.value = 64, 16, 16  # 2 x 64 blocks
 
     # Cancelled: no layer, and an unfinished (resumable) OME-Zarr on disk.
     cancel = lambda done: done >= 1 and widget.cancel_button.native.click()  # noqa: E731
@@ -234,7 +234,7 @@ def test_dask_layer_goes_through_ome_zarr_resumably(viewer_widget, qtbot, rng, t
     assert isinstance(result.data, da.Array)
     assert result.data.shape == data.shape
     np.testing.assert_array_equal(result.scale, (3.0, 0.5, 0.5))
-    want = expected(data, "TYX", tile=64)
+    want = expected(data, "TYX", tile=64, halo=16)
     np.testing.assert_allclose(result.data.compute(), want, rtol=1e-4, atol=1e-3)
 
     # A finished output is never resumed into: a second run gets a numbered name.

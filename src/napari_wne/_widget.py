@@ -184,8 +184,13 @@ class DenoiseWidget(Container):
         self.device = ComboBox(label="Device", choices=["auto", "cpu", *cuda_mps], value="auto")
         self.tile = SpinBox(
             label="Tile size", value=0, min=0, max=8192, step=16,
-            tooltip="Largest tile side in pixels; 0: automatic (512 in 2D, 48x128x128 in 3D). "
+            tooltip="Largest tile side in pixels; 0: automatic (1280 in 2D, 48x128x128 in 3D). "
             "Smaller tiles use less memory.",
+        )  # fmt: skip
+        self.overlap = SpinBox(
+            label="Overlap", value=0, min=0, max=1024, step=8,
+            tooltip="Context in pixels kept around each tile; 0: automatic (the model's "
+            "measured receptive-field radius, for results identical to whole-image ones).",
         )  # fmt: skip
         self.block = SpinBox(
             label="Block size", value=0, min=0, max=65536, step=16,
@@ -235,8 +240,8 @@ class DenoiseWidget(Container):
         super().__init__(
             widgets=[
                 self.image, self.model, self.model_info, self.device, self.volumes, self.tile,
-                self.block, self.norm, self.dtype, self.output_folder, self.overwrite, self.preview,
-                buttons, self.progress, self.status,
+                self.overlap, self.block, self.norm, self.dtype, self.output_folder,
+                self.overwrite, self.preview, buttons, self.progress, self.status,
             ]
         )  # fmt: skip
 
@@ -316,6 +321,7 @@ class DenoiseWidget(Container):
             "model": self.model.value,
             "device": self.device.value,
             "tile": self.tile.value or None,
+            "halo": self.overlap.value or None,
             "norm": self.norm.value,
         }
 

@@ -61,7 +61,7 @@ def denoise(
     halo: int | None = None,
     blend: int = 16,
     norm: Norm = "tile",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     block: int | tuple[int, ...] | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -104,7 +104,7 @@ def denoise(
         Tiling (see `napari_wne.engine.TileSettings`): the largest tile side, the context
         kept around each tile (default: the model's measured receptive-field radius), the
         width of the blend between tiles, "tile" or "global" normalization statistics, and
-        tiles per forward pass.
+        tiles per forward pass (default: as many as hold about 2 M voxels).
     block:
         Side of the blocks (one task each, one zarr shard each); default 4096 in 2D and
         (128, 512, 512) in 3D, capped by the image.

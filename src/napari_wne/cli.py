@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
             "receptive-field radius)",
         )
         sub.add_argument("--norm", default="tile", choices=["tile", "global"])
-        sub.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+        sub.add_argument(
+            "--batch-size", type=int, help="tiles per forward pass (default: ~2 M voxels)"
+        )
         sub.add_argument("--block", type=int, nargs="+", help="block (task and shard) side(s)")
         sub.add_argument("--resume", action="store_true", help="finish an interrupted run")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
