@@ -1,8 +1,8 @@
 """Which normalization should tiles use? PSNR, agreement and seams per mode, on real data.
 
 On the real noisy/clean microscopy pairs (W2S widefield, FMD confocal; 512x512), each
-image is denoised whole (one tile: one normalization per image) and tiled with 128- and
-256-pixel tiles under each normalization mode. Reported, averaged over the images:
+image is denoised whole (one tile: one normalization per image) and tiled with 256- and
+384-pixel tiles under each normalization mode. Reported, averaged over the images:
 
 - PSNR and SSIM against the clean image (after the gain fit of `napari_wne.metrics`);
 - agreement with whole-image inference: PSNR of the tiled result against the whole one;
@@ -33,7 +33,7 @@ from napari_wne.tiling import TileGrid
 
 MODES = [("whole image", None, "tile")] + [
     (f"{norm} normalization, {tile} px tiles", tile, norm)
-    for tile in (256, 128)
+    for tile in (384, 256)
     for norm in ("tile", "global")
 ]
 

@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS))
     parser.add_argument(
-        "--volumes", default="2d", choices=["2d", "3d"],
-        help="denoise the stack plane by plane (2d, works with 2D-trained weights) or in 3D",
+        "--volumes", default="auto", choices=["auto", "planes", "volumes"],
+        help="how the Z stack is cut: auto (plane by plane for a 2D-trained model), planes, "
+        "or volumes (3D)",
     )  # fmt: skip
     parser.add_argument("--size", type=int, nargs=2, default=(1500, 820), metavar=("W", "H"))
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds for the run")
