@@ -97,7 +97,7 @@ def run(device: torch.device, repeats: int) -> list[str]:
             alone = "—"
             if isinstance(variant, WNE):  # the wrapper's own work, free of the backbone's noise
                 t_alone = statistics.median(_time_once(wrapper_alone, x) for _ in range(repeats))
-                alone = f"{t_alone / t_base:.4f}"
+                alone = f"{100 * t_alone / t_base:.3f} %"
             batch = "x".join(map(str, shape))
             row = f"| {label} | {batch} | {t_base:.4f} | {t_variant:.4f} | {ratio:.3f}x | {alone} |"
             print(row, flush=True)
