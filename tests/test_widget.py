@@ -10,6 +10,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+import tifffile
 from napari.layers import Image
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
@@ -332,3 +333,18 @@ def test_samples_open_in_the_viewer(make_napari_viewer):
     assert abs(residual[bright].mean()) < 0.02 * original.data[bright].mean()
     viewer.open_sample("napari-wne", "nuclei_2d")
     assert viewer.layers[-1].data.shape == (512, 512)
+
+
+def test_napari_opens_a_denoised_ome_zarr_with_its_scale(make_napari_viewer, tmp_path, rng):
+    stack = rng.poisson(30, size=(2, 48, 40)).astype(np.uint16)
+    source = tmp_path / "cells.tif"
+    tifffile.imwrite(source, stack, imagej=True, metadata={"axes": "ZYX", "spacing": 2.0},
+                     resolution=(4, 4))  # fmt: skip
+    written = denoise(source, verbose=False)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(written.path), plugin="napari-wne")
+    assert isinstance(layer.data, da.Array) and layer.data.shape == stack.shape
+    np.testing.assert_allclose(layer.scale, (2.0, 0.25, 0.25))
+    assert tuple(layer.axis_labels) == ("z", "y", "x")
+    assert str(layer.units[-1]) == "micrometer"
+    np.testing.assert_array_equal(layer.data.compute(), written.to_dask().compute())

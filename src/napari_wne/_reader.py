@@ -1,0 +1,52 @@
+"""napari reader for OME-Zarr images (the outputs `denoise` writes), opened lazily.
+
+So that a result written headless or by the CLI opens in napari by drag and drop, with its
+physical scale, units and axis names, without another plugin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+
+from .sources import open_source
+
+__all__ = ["get_reader"]
+
+LayerData = list[tuple[Any, dict[str, Any], str]]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:
+    """napari's reader hook: a reader for an OME-Zarr image folder, or None for anything else."""
+    if isinstance(path, list) or not _is_ome_zarr_image(Path(path)):
+        return None
+    return read_ome_zarr
+
+
+def _is_ome_zarr_image(path: Path) -> bool:
+    for name in ("zarr.json", ".zattrs"):  # zarr v3 (NGFF 0.5), zarr v2 (NGFF 0.4)
+        try:
+            attrs = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = attrs.get("attributes", attrs)
+        return "multiscales" in attrs.get("ome", attrs)
+    return False
+
+
+def read_ome_zarr(path: str) -> LayerData:
+    """Level 0 as a dask array, with scale, units and axis labels from the metadata."""
+    source = open_source(path)
+    axes = source.axes or ""
+    meta: dict[str, Any] = {"name": source.name.removesuffix(".ome")}
+    shown = [a for a in axes if a != "C"]  # napari splits channels into layers
+    meta["scale"] = tuple(source.scale.get(a, 1.0) for a in shown)
+    meta["axis_labels"] = tuple(a.lower() for a in shown)
+    meta["units"] = tuple(source.units.get(a, "pixel") for a in shown)
+    if "C" in axes:
+        meta["channel_axis"] = axes.index("C")
+    return [(da.from_zarr(source.array), meta, "image")]
