@@ -56,7 +56,7 @@ def adapt(noisy: list[np.ndarray], folder: Path, steps: int, init: bool, threads
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps")
-    parser.add_argument("--scratch-steps", type=int, default=1500, help="from-scratch steps")
+    parser.add_argument("--scratch-steps", type=int, default=600, help="from-scratch steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="a few steps (CI smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print only")
