@@ -348,3 +348,21 @@ def test_napari_opens_a_denoised_ome_zarr_with_its_scale(make_napari_viewer, tmp
     assert tuple(layer.axis_labels) == ("z", "y", "x")
     assert str(layer.units[-1]) == "micrometer"
     np.testing.assert_array_equal(layer.data.compute(), written.to_dask().compute())
+
+
+def test_a_model_trained_by_the_user_can_be_picked_as_a_folder(viewer_widget, qtbot, tmp_path, rng):
+    from napari_wne.training import TrainConfig, train
+
+    folder = tmp_path / "my-model"
+    config = TrainConfig(folder, backbone="dncnn", backbone_kwargs={"depth": 3, "features": 8},
+                         steps=2, batch_size=2, patch_size=16, threads=1, device="cpu")  # fmt: skip
+    train(config, clean_images=[rng.random((32, 32)).astype(np.float32)])
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (48, 48)).astype(np.uint16)
+    widget.image.value = viewer.add_image(data, name="mine")
+    widget.model_folder.value = folder
+    assert "dncnn trained" in widget.model_info.value
+    run(widget, qtbot)
+    result = viewer.layers["mine denoised (my-model)"]
+    want = denoise(data, str(folder), device="cpu", verbose=False)
+    np.testing.assert_allclose(result.data, want, rtol=1e-5, atol=1e-4)

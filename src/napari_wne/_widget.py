@@ -40,7 +40,7 @@ from superqt.utils import FunctionWorker
 
 from .api import DenoisedImage, denoise
 from .devices import available_devices, resolve_device
-from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
+from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning, get_model
 from .output import OmeZarrOutput
 from .pipeline import Cancelled, Progress
 
@@ -180,6 +180,11 @@ class DenoiseWidget(Container):
         )
         self.model_info = Label(label="")
         self.model_info.native.setWordWrap(True)
+        self.model_folder = FileEdit(
+            label="Own model", mode="d", nullable=True,
+            tooltip="A folder written by `napari-wne train` (e.g. a model adapted to your "
+            "data); when set, it is used instead of the model above.",
+        )  # fmt: skip
         cuda_mps = [d for d in available_devices() if d != "cpu"]
         self.device = ComboBox(label="Device", choices=["auto", "cpu", *cuda_mps], value="auto")
         self.tile = SpinBox(
@@ -239,9 +244,10 @@ class DenoiseWidget(Container):
         )
         super().__init__(
             widgets=[
-                self.image, self.model, self.model_info, self.device, self.volumes, self.tile,
-                self.overlap, self.block, self.norm, self.dtype, self.output_folder,
-                self.overwrite, self.preview, buttons, self.progress, self.status,
+                self.image, self.model, self.model_info, self.model_folder, self.device,
+                self.volumes, self.tile, self.overlap, self.block, self.norm, self.dtype,
+                self.output_folder, self.overwrite, self.preview, buttons, self.progress,
+                self.status,
             ]
         )  # fmt: skip
 
@@ -261,6 +267,7 @@ class DenoiseWidget(Container):
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.model.changed.connect(self._show_model_info)
+        self.model_folder.changed.connect(self._show_model_info)
         self.preview.changed.connect(self._on_preview_toggled)
         for setting in (self.image, self.model, self.device, self.tile, self.norm):
             setting.changed.connect(self._request_preview)
@@ -308,8 +315,24 @@ class DenoiseWidget(Container):
             self._preview_layer = None
             self.preview.value = False
 
+    @property
+    def model_name(self) -> str:
+        """What `denoise` gets as `model`: the own model folder if one is set, else the name."""
+        folder = self.model_folder.value
+        return str(folder) if folder and str(folder) not in ("", ".") else self.model.value
+
+    @property
+    def model_label(self) -> str:
+        """A short name for layer and file names."""
+        name = self.model_name
+        return Path(name).name if name not in MODELS else name
+
     def _show_model_info(self, *_: Any) -> None:
-        spec = MODELS[self.model.value]
+        try:
+            spec = get_model(self.model_name)
+        except ValueError as err:
+            self.model_info.value = f"Own model: {err}"
+            return
         text = spec.description
         if not spec.trained:
             text += ". UNTRAINED: random weights, the output is not a denoised image"
@@ -318,7 +341,7 @@ class DenoiseWidget(Container):
     def _settings(self) -> dict[str, Any]:
         """The `denoise` arguments every run and preview share."""
         return {
-            "model": self.model.value,
+            "model": self.model_name,
             "device": self.device.value,
             "tile": self.tile.value or None,
             "halo": self.overlap.value or None,
@@ -367,7 +390,7 @@ class DenoiseWidget(Container):
             "verbose": False,
         }
         layer_kwargs = {
-            "name": f"{layer.name} denoised ({self.model.value})",
+            "name": f"{layer.name} denoised ({self.model_label})",
             "scale": tuple(layer.scale),
             "translate": tuple(layer.translate),
             "units": tuple(layer.units),
@@ -401,7 +424,7 @@ class DenoiseWidget(Container):
                 f"layer {layer.name!r} is {why}, so its result is written to disk as OME-Zarr "
                 "block by block: choose an Output folder first"
             )
-        stem = f"{_safe_name(layer.name)}_denoised_{_safe_name(self.model.value)}"
+        stem = f"{_safe_name(layer.name)}_denoised_{_safe_name(self.model_label)}"
         path = Path(folder) / f"{stem}.ome.zarr"
         number = 1
         while not self.overwrite.value and path.exists() and OmeZarrOutput(path).is_complete():
