@@ -30,9 +30,10 @@ import torch
 import zarr
 
 from _report import machine, write_section
-from napari_wne import DEFAULT_MODEL, denoise
+from napari_wne import DEFAULT_MODEL, build_backbone, denoise
 from napari_wne.axes import parse_axes
 from napari_wne.engine import Engine, TileSettings
+from napari_wne.model_io import save_weights
 from napari_wne.models import get_model, load_model
 
 CASES = {  # name: (axes, shape, zarr chunks)
@@ -50,6 +51,14 @@ def make_input(folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) ->
     path = folder / f"input_{'x'.join(map(str, shape))}.zarr"
     zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="uint16")[:] = data
     return path
+
+
+def random_unet(folder: Path, spatial_dims: int) -> str:
+    """The plain UNet architecture with seed-0 random weights: speed does not need training."""
+    torch.manual_seed(0)
+    path = folder / f"unet_{spatial_dims}d.safetensors"
+    save_weights(build_backbone("unet", spatial_dims=spatial_dims).state_dict(), path)
+    return f"unet:{path}"
 
 
 def computed_tiles(engine: Engine, batch_shape: tuple[int, ...], block: tuple) -> int:
@@ -75,8 +84,8 @@ def run_case(name: str, model: str, device: torch.device, repeats: int, folder: 
     axes, shape, chunks = CASES[name]
     source = make_input(folder, shape, chunks)
     layout = parse_axes(axes, shape)
-    if layout.spatial_dims not in get_model(model).dims:
-        model = "unet"  # the same architecture in 3D, untrained: for speed only
+    if layout.spatial_dims not in get_model(model).dims:  # the shipped weights are 2D
+        model = random_unet(folder, layout.spatial_dims)
     settings = TileSettings()
     engine = Engine(model, layout, layout.spatial_shape(shape), device, settings)
     block = (4096, 4096) if layout.spatial_dims == 2 else (128, 512, 512)
@@ -112,7 +121,8 @@ def run_case(name: str, model: str, device: torch.device, repeats: int, folder: 
         ratios.append(seconds["raw"] / seconds["pipeline"])
     t_pipe, t_raw = statistics.median(runs), statistics.median(raws)
     row = (
-        f"| {name} {axes} {'x'.join(map(str, shape))} | `{model}` | {device.type} | "
+        f"| {name} {axes} {'x'.join(map(str, shape))} | `{model.split(':')[0]}` | "
+        f"{device.type} | "
         f"{'x'.join(map(str, engine.grid.tile_shape))} (halo {engine.halo}) | "
         f"{computed / math.prod(shape):.3f} | {t_pipe:.2f} | {t_raw:.2f} | "
         f"{computed / t_pipe / 1e6:.3f} | {computed / t_raw / 1e6:.3f} | "

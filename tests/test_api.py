@@ -153,10 +153,10 @@ def test_nan_in_a_dask_block_is_reported_at_compute(rng):
 
 def test_volumes_can_be_denoised_plane_by_plane(rng):
     volume = rng.normal(100, 10, size=(3, 40, 48)).astype(np.float32)
-    by_plane = denoise(volume, "unet", axes="ZYX", instances="planes", verbose=False)
-    one_by_one = np.stack([denoise(p, "unet", axes="YX", verbose=False) for p in volume])
+    by_plane = denoise(volume, "dncnn", axes="ZYX", instances="planes", verbose=False)
+    one_by_one = np.stack([denoise(p, "dncnn", axes="YX", verbose=False) for p in volume])
     np.testing.assert_allclose(by_plane, one_by_one, rtol=1e-6, atol=1e-4)
-    in_3d = denoise(volume, "unet", axes="ZYX", instances="volumes", verbose=False)
+    in_3d = denoise(volume, "dncnn", axes="ZYX", instances="volumes", verbose=False)
     assert np.abs(in_3d - by_plane).max() > 1e-3  # a different network ran
 
 
