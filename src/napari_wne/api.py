@@ -17,13 +17,20 @@ import dask.array as da
 import numpy as np
 import torch
 
-from .axes import InstanceLayout, parse_axes, select
+from .axes import InstanceLayout, parse_axes
 from .devices import resolve_device
 from .distributed import BlockJob, connect, run_on_cluster
 from .engine import Block, Engine, Norm, TileSettings
 from .models import DEFAULT_MODEL, get_model, warn_if_untrained
 from .output import OmeZarrOutput
-from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks
+from .pipeline import (
+    CancelCheck,
+    Progress,
+    instance_stats,
+    lazy_result,
+    run_blocks,
+    write_block,
+)
 from .sources import Source, open_source
 
 __all__ = ["DenoisedImage", "denoise"]
@@ -211,14 +218,13 @@ def denoise(
                 spec.name, settings, resume, overwrite, progress, cancel, cluster,
             )  # fmt: skip
     if isinstance(source.array, da.Array):
-        lazy = lazy_result(make_engine, source, axes, layout, block_shape, out_dtype, _cast, stats)
+        lazy = lazy_result(make_engine, source, axes, layout, block_shape, out_dtype, stats)
         return lazy.transpose(layout.inverse_permutation)
 
     result = np.empty(source.shape, dtype=out_dtype)
 
     def write(block_: Block, values: np.ndarray) -> None:
-        index, order = select(layout, axes, block_.batch_index, block_.region)
-        result[index] = np.transpose(_cast(values, out_dtype), np.argsort(order))
+        write_block(result, layout, axes, block_, values, out_dtype)
 
     blocks = engine.blocks(layout.batch_shape(source.shape), block_shape)
     run_blocks(engine, source, axes, blocks, write, stats=stats, progress=progress, cancel=cancel)
@@ -320,8 +326,7 @@ def _to_zarr(
     todo = [b for b in blocks if b.key not in done]
 
     def write(block_: Block, values: np.ndarray) -> None:
-        index, order = select(layout, out_axes, block_.batch_index, block_.region)
-        target[index] = np.transpose(_cast(values, out_dtype), np.argsort(order))
+        write_block(target, layout, out_axes, block_, values, out_dtype)
         store.mark_done(block_.key)
 
     done_before = len(blocks) - len(todo)
@@ -363,10 +368,3 @@ def _check_dtype(dtype: np.dtype) -> None:
     raise TypeError(
         f"cannot denoise a {what} image (dtype {dtype}); pass integer or float intensities"
     )
-
-
-def _cast(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(result), info.min, info.max).astype(dtype)
-    return result.astype(dtype, copy=False)

@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from .axes import InstanceLayout, select
+from .axes import InstanceLayout
 from .engine import Block, TileSettings
 from .output import OmeZarrOutput
 from .pipeline import (
@@ -29,6 +28,7 @@ from .pipeline import (
     _is_cancelled,
     limit_malloc_arenas,
     read_block,
+    write_block,
 )
 from .sources import Source, open_source
 
@@ -94,7 +94,7 @@ _torch_lock = threading.Lock()
 
 def compute_block(job: BlockJob, block: Block) -> str:
     """One task: read the block's box, denoise it, write its shard, mark it done."""
-    from .api import _cast, _engine  # late: api imports this module
+    from .api import _engine  # late: api imports this module
 
     limit_malloc_arenas()
     source = _worker_source(job.input_path, job.input_axes)
@@ -104,8 +104,7 @@ def compute_block(job: BlockJob, block: Block) -> str:
     stat = None if job.stats is None else dict(job.stats)[block.batch_index]
     with _torch_lock, torch.inference_mode():  # one forward at a time per worker process
         values = engine.compute(data, box, tiles, block.region, stat)
-    index, order = select(job.layout, job.out_axes, block.batch_index, block.region)
-    target[index] = np.transpose(_cast(values, np.dtype(job.out_dtype)), np.argsort(order))
+    write_block(target, job.layout, job.out_axes, block, values, job.out_dtype)
     store.mark_done(block.key)
     return block.key
 

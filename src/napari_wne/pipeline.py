@@ -23,7 +23,15 @@ from .axes import InstanceLayout, select
 from .engine import Block, Engine, global_stats
 from .sources import Source
 
-__all__ = ["Cancelled", "Progress", "instance_stats", "read_block", "run_blocks"]
+__all__ = [
+    "Cancelled",
+    "Progress",
+    "cast",
+    "instance_stats",
+    "read_block",
+    "run_blocks",
+    "write_block",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,22 @@ def read_block(engine: Engine, source: Source, axes: str, block: Block):
     index, order = select(engine.layout, axes, block.batch_index, box)
     data = source.read(index)
     return box, tiles, np.ascontiguousarray(np.transpose(data, order))
+
+
+def cast(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float results in the output dtype: integers are rounded and clipped to their range."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(result), info.min, info.max).astype(dtype)
+    return result.astype(dtype, copy=False)
+
+
+def write_block(
+    target, layout: InstanceLayout, axes: str, block: Block, values: np.ndarray, dtype
+) -> None:
+    """Put a block's result (Z, Y, X order) into `target`, an array laid out as `axes`."""
+    index, order = select(layout, axes, block.batch_index, block.region)
+    target[index] = np.transpose(cast(values, np.dtype(dtype)), np.argsort(order))
 
 
 def instance_stats(
@@ -144,7 +168,6 @@ def lazy_result(
     layout: InstanceLayout,
     block_shape: Sequence[int],
     out_dtype: np.dtype,
-    cast: Callable[[np.ndarray, np.dtype], np.ndarray],
     stats: dict | None,
 ) -> da.Array:
     """A dask array whose chunks are blocks, computed by the engine when asked for."""

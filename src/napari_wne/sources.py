@@ -30,8 +30,8 @@ class Source:
     units: dict[str, str] = field(default_factory=dict)
     name: str = "image"
     path: Path | None = None
-    #: Keeps a file handle (e.g. an open TIFF) alive as long as the source.
     handle: Any = None
+    """Keeps a file handle (e.g. an open TIFF) alive as long as the source."""
 
     @property
     def shape(self) -> tuple[int, ...]:
