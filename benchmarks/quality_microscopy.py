@@ -3,10 +3,10 @@
 On the real noisy/clean pairs (W2S widefield single captures vs 400-frame averages, FMD
 confocal raw vs averaged), it scores the noisy input, a Gaussian blur of 1 pixel and one
 whose sigma is chosen per image with the clean image's help (an upper bound for any
-blur), scikit-image's non-local
-means (noise sigma estimated from the image, the usual h = 0.8 sigma), and every model
-named (default: the shipped default model). Scores after the gain fit of
-`napari_wne.metrics`; the W2S pair the default model validated on is left out.
+blur), scikit-image's non-local means (noise sigma estimated from the image, the usual
+h = 0.8 sigma), and every model named (default: every shipped model). Scores after the gain fit of
+`napari_wne.metrics`; the W2S pair the models validated on is left out. It also draws
+centre crops of each result (docs/images/microscopy_crops.png).
 
     python benchmarks/quality_microscopy.py                      # writes docs/results.md
     python benchmarks/quality_microscopy.py --models unet-wne runs/unet --no-write
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 import warnings
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,11 +28,13 @@ from scipy.ndimage import gaussian_filter
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
 from _data import VALIDATION_PAIR, microscopy_pairs
-from _report import RESULTS, machine, write_section
-from napari_wne import DEFAULT_MODEL, denoise
-from napari_wne.metrics import scores
+from _report import DOCS, RESULTS, machine, write_section
+from napari_wne import MODELS, denoise
+from napari_wne.metrics import fit_to, scores
 
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+CROP = 128
+FIGURE = DOCS / "images" / "microscopy_crops.png"
 
 
 def unit(image: np.ndarray) -> np.ndarray:
@@ -51,8 +55,14 @@ def non_local_means(noisy: np.ndarray) -> np.ndarray:
     )
 
 
-def evaluate(models: list[str], quick: bool) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """Scores per method per dataset ("W2S" or each FMD image)."""
+def evaluate(
+    models: list[str], quick: bool, crops: dict[str, dict[str, np.ndarray]] | None = None
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Scores per method per dataset ("W2S" or each FMD image).
+
+    `crops`, when given, receives a centre crop of every method's result on the first
+    image of each dataset, fitted to the clean image (for the figure).
+    """
     pairs = [p for p in microscopy_pairs() if p[0] != VALIDATION_PAIR]
     pairs = pairs[:1] + pairs[-1:] if quick else pairs
     found: dict[str, dict[str, list]] = {}
@@ -68,8 +78,44 @@ def evaluate(models: list[str], quick: bool) -> dict[str, dict[str, list[tuple[f
             results[f"`{model}`"] = denoise(noisy.astype(np.float32), model, verbose=False)
         for method, result in results.items():
             found.setdefault(method, {}).setdefault(group, []).append(scores(result, clean))
+        if crops is not None and group not in crops:
+            crops[group] = crop_all(results, clean)
         print(name, {m: round(v[group][-1][0], 2) for m, v in found.items()}, flush=True)
     return found
+
+
+def crop_all(results: dict[str, np.ndarray], clean: np.ndarray) -> dict[str, np.ndarray]:
+    """A 128-px centre crop of each result after the gain fit, and of the clean image."""
+    reference = unit(clean)
+    y, x = (n // 2 - CROP // 2 for n in clean.shape)
+    window = (slice(y, y + CROP), slice(x, x + CROP))
+    shown = {method: fit_to(result, reference)[window] for method, result in results.items()}
+    shown["clean (reference)"] = reference[window]
+    return shown
+
+
+def figure(crops: dict[str, dict[str, np.ndarray]], path: Path) -> None:
+    """One row per dataset, one column per method, all on the clean image's scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(next(iter(crops.values())))
+    fig, axes = plt.subplots(
+        len(crops), len(methods), figsize=(1.9 * len(methods), 2.1 * len(crops)), squeeze=False
+    )
+    for row, (group, shown) in zip(axes, crops.items(), strict=True):
+        for ax, method in zip(row, methods, strict=True):
+            ax.imshow(shown[method], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(method.replace(" (", "\n("), fontsize=7)
+        row[0].set_ylabel(group, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def table(found: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
@@ -92,29 +138,39 @@ def table(found: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=[DEFAULT_MODEL])
+    shipped = [name for name, spec in MODELS.items() if spec.trained]
+    parser.add_argument("--models", nargs="+", default=shipped, help="default: every shipped")
     parser.add_argument("--quick", action="store_true", help="two images only (CI smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     start = time.perf_counter()
-    rows = table(evaluate(args.models, args.quick))
+    crops: dict[str, dict[str, np.ndarray]] = {}
+    rows = table(evaluate(args.models, args.quick, crops))
     print("\n".join(rows))
     if args.no_write or args.quick:
+        with tempfile.TemporaryDirectory() as scratch:
+            figure(crops, Path(scratch) / "crops.png")  # drawn, so the quick run checks it
         return
+    figure(crops, FIGURE)
     write_section(
         "quality_microscopy",
         [
             "## Real microscopy: models against classical baselines",
             "",
             f"Measured {date.today().isoformat()} with `python benchmarks/quality_microscopy.py"
-            f"{'' if args.models == [DEFAULT_MODEL] else ' --models ' + ' '.join(args.models)}`"
+            f"{'' if args.models == shipped else ' --models ' + ' '.join(args.models)}`"
             f" ({machine(torch.device('cpu'))}; {time.perf_counter() - start:.0f} s). Means "
             "over the images of each set, after the gain fit of `napari_wne.metrics`; the "
             "W2S pair the default model validated on (010_0) is left out. The blur's sigma "
             "is picked per image with the clean image's help (an upper bound for a blur).",
             "",
             *rows,
+            "",
+            "Centre crops of the first image of each set, every result fitted to the clean "
+            "image and shown on its scale:",
+            "",
+            "![Crops of each method's result](images/microscopy_crops.png)",
             "",
         ],
         report=RESULTS,

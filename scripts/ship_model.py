@@ -57,8 +57,9 @@ def card_lines(card: dict) -> list[str]:
     lines = [
         f"### `{card['name']}`",
         "",
-        f"- **Architecture:** {card['description']}; {card['parameters']:,} parameters; "
-        f"{card['spatial_dims']}D, {config['batch_size']} patches of "
+        f"- **Architecture:** {card['description']}; {card['parameters']:,} parameters"
+        + "".join(f", {k} {v}" for k, v in card["backbone_kwargs"].items())
+        + f"; {card['spatial_dims']}D, {config['batch_size']} patches of "
         f"{config['patch_size']} px per step.",
         f"- **Training:** {card['mode']}, {card['steps']:,} steps of Adam (lr {config['lr']} "
         f"{config['schedule']} to {config['lr_min']}), {card['wall_time_s'] / 3600:.2f} h on "
