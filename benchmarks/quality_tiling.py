@@ -27,7 +27,7 @@ import torch
 from _data import VALIDATION_PAIR, microscopy_pairs
 from _report import RESULTS, machine, write_section
 from napari_wne import DEFAULT_MODEL, denoise
-from napari_wne.engine import effective_radius
+from napari_wne.engine import default_halo
 from napari_wne.metrics import psnr, scores
 from napari_wne.tiling import TileGrid
 
@@ -68,7 +68,7 @@ def main() -> None:
     pairs = pairs[:2] if args.quick else pairs
     start = time.perf_counter()
     table: dict[str, list[tuple[float, float, float, float]]] = {m[0]: [] for m in MODES}
-    halo = effective_radius(args.model, 2)  # what denoise uses by default
+    halo = default_halo(args.model, 2)  # what denoise uses by default
     for name, noisy, clean in pairs:
         image = noisy.astype(np.float32)
         whole = denoise(image, args.model, tile=max(image.shape), verbose=False)

@@ -19,7 +19,7 @@ import tifffile
 import zarr
 
 from napari_wne import denoise
-from napari_wne.engine import effective_radius
+from napari_wne.engine import default_halo
 from napari_wne.pipeline import Cancelled
 
 pytestmark = pytest.mark.filterwarnings("ignore::napari_wne.UntrainedModelWarning")
@@ -62,7 +62,7 @@ def test_global_norm_tiling_matches_whole_image_inference(image, model):
     network's grid with a halo at least the receptive radius reproduce one big pass."""
     whole = denoise(image, model, tile=512, norm="global", verbose=False)  # a single tile
     tiled = denoise(image, model, tile=176, blend=8, norm="global", verbose=False)
-    edge = effective_radius(model, 2)  # a padded last tile's influence reaches this far
+    edge = default_halo(model, 2)  # a padded last tile's influence reaches this far
     interior = (slice(edge, -edge), slice(edge, -edge))
     rel = np.abs(tiled - whole)[interior].max() / whole.std()
     assert rel < 0.01
