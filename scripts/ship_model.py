@@ -96,13 +96,35 @@ def card_lines(card: dict) -> list[str]:
     return [*lines, "", f"Scores: {card['scores']['how']}.", ""]
 
 
+def comparison(cards: list[dict]) -> list[str]:
+    """One row per shipped model: its scores on each set of real pairs, and its budget."""
+    groups = [g for g in cards[0]["scores"] if g != "how"]
+    rows = [
+        "| model | " + " | ".join(f"{g} PSNR / SSIM" for g in groups) + " | steps | CPU time |",
+        "|---|" + "---|" * (len(groups) + 2),
+    ]
+    first = cards[0]["scores"]
+    inputs = [f"{first[g]['input_psnr']:.2f} / {first[g]['input_ssim']:.3f}" for g in groups]
+    rows.append("| noisy input | " + " | ".join(inputs) + " | | |")
+    for card in cards:
+        cells = [
+            f"{card['scores'][g]['psnr']:.2f} / {card['scores'][g]['ssim']:.3f}" for g in groups
+        ]
+        rows.append(
+            f"| `{card['name']}` | "
+            + " | ".join(cells)
+            + f" | {card['steps']:,} | {card['wall_time_s'] / 3600:.1f} h |"
+        )
+    return [*rows, "", f"Scores: {cards[0]['scores']['how']}."]
+
+
 def write_cards() -> None:
-    """Every shipped model's card into docs/models.md."""
+    """Every shipped model's card, and a table comparing them, into docs/models.md."""
     folder = ROOT / "src" / "napari_wne" / "weights"
-    lines: list[str] = []
-    for card_file in sorted(folder.glob(f"*/{CARD_FILE}")):
-        lines += card_lines(json.loads(card_file.read_text()))
-    write_section("model_cards", lines, report=DOCS / "models.md")
+    cards = [json.loads(f.read_text()) for f in sorted(folder.glob(f"*/{CARD_FILE}"))]
+    write_section("model_comparison", comparison(cards), report=DOCS / "models.md")
+    write_section("model_cards", [line for c in cards for line in card_lines(c)],
+                  report=DOCS / "models.md")  # fmt: skip
 
 
 def main() -> None:
