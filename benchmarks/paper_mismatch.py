@@ -159,11 +159,12 @@ def shifts(net: torch.nn.Module, quick: bool) -> dict[str, float]:
     return found
 
 
-def results(runs: Path, quick: bool) -> dict[str, dict]:
-    """Train (or resume) and evaluate every model; results are cached beside each run."""
+def results(runs: Path, quick: bool, only: list[str] | None = None) -> dict[str, dict]:
+    """Train (or resume) and evaluate every model (or those in `only`); results are cached
+    beside each run, so two processes can share the work on different models."""
     images = None
     found = {}
-    for model in MODELS:
+    for model in (m for m in MODELS if not only or m.slug in only):
         run = runs / model.slug
         if not (run / "model.json").is_file():
             if images is None:
@@ -251,6 +252,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=RUNS, help="where the runs are kept")
     parser.add_argument("--no-write", action="store_true", help="print only, leave the docs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for testing")
+    parser.add_argument("--only", nargs="+", choices=[m.slug for m in MODELS], help="these")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -259,12 +261,12 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         runs = Path(scratch) if args.quick else args.runs
-        found = results(runs, args.quick)
+        found = results(runs, args.quick, args.only)
         for test in ("set12", "bsd68"):
             print("\n".join(mismatch_table(found, test)))
         print("\n".join(shift_table(found)))
         plot(found, Path(scratch) / "mismatch.png" if args.quick else FIGURE)
-    if args.quick or args.no_write:
+    if args.quick or args.no_write or args.only:
         return
     write_docs(found, time.perf_counter() - start)
 
