@@ -33,6 +33,7 @@ MEASURED_GAIN = {
     "unet": (6.13, 12.64),
     "dncnn-wne": (5.23, 10.37),
     "dncnn": (2.01, 2.72),  # the small plain net never learned its training intensity range
+    "restormer-wne": (5.79, 11.63),
 }
 
 
