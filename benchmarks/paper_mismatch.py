@@ -283,8 +283,8 @@ def write_docs(found: dict[str, dict], seconds: float) -> None:
             "## Noise-level mismatch (the paper's experiment)",
             "",
             f"Measured {date.today().isoformat()} with `python benchmarks/paper_mismatch.py` "
-            f"({machine(torch.device('cpu'))}; {seconds / 60:.0f} min for the evaluation, "
-            "training times below). Every model is trained once at sigma 25 (0-255 scale, "
+            f"({machine(torch.device('cpu'))}; {seconds / 60:.1f} min, reusing what runs/paper/ "
+            "held; training times below). Every model is trained once at sigma 25 (0-255 scale, "
             f"Gaussian, no intensity jitter) on train400, with one budget: **{STEPS} Adam "
             f"steps of {BATCH} patches of {PATCH} px** on a CPU thread (the paper: 500k "
             f"steps on a GPU). Training wall time and size: {budget}. Whole images, no "
