@@ -110,7 +110,7 @@ def figure(crops: dict[str, dict[str, np.ndarray]], path: Path) -> None:
             ax.imshow(shown[method], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(method.replace(" (", "\n("), fontsize=7)
+            ax.set_title(method.strip("`").replace(" (", "\n("), fontsize=7)
         row[0].set_ylabel(group, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
