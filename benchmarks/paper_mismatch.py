@@ -80,7 +80,6 @@ def train_config(model: Model, runs: Path, quick: bool) -> TrainConfig:
         steps=STEPS if not quick else 3,
         noise=NoiseConfig(kind="fixed", sigma_255=TRAIN_SIGMA, jitter=False),
         checkpoint_every=250,
-        validate_every=10**9,
         threads=1,
         data=(str(DATA / "natural" / "train400"),),
     )

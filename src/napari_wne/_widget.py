@@ -194,8 +194,8 @@ class DenoiseWidget(Container):
         )  # fmt: skip
         self.overlap = SpinBox(
             label="Overlap", value=0, min=0, max=1024, step=8,
-            tooltip="Context in pixels kept around each tile; 0: automatic (the model's "
-            "measured receptive-field radius, for results identical to whole-image ones).",
+            tooltip="Context in pixels kept around each tile; 0: automatic (the model's whole "
+            "receptive field when at most 32 px, else its measured effective radius).",
         )  # fmt: skip
         self.block = SpinBox(
             label="Block size", value=0, min=0, max=65536, step=16,

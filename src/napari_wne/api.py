@@ -109,7 +109,7 @@ def denoise(
         "float32" (default), or "input" to round and clip back to the input's dtype.
     tile, halo, blend, norm, batch_size:
         Tiling (see `napari_wne.engine.TileSettings`): the largest tile side, the context
-        kept around each tile (default: the model's measured receptive-field radius), the
+        kept around each tile (default: `napari_wne.engine.default_halo`), the
         width of the blend between tiles, "tile" or "global" normalization statistics, and
         tiles per forward pass (default: as many as hold about 2 M voxels).
     block:

@@ -86,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--overlap",
             type=int,
-            help="context kept around each tile, in pixels (default: the model's measured "
-            "receptive-field radius)",
+            help="context kept around each tile, in pixels (default: the model's whole "
+            "receptive field when at most 32 px, else its measured effective radius)",
         )
         sub.add_argument("--norm", default="tile", choices=["tile", "global"])
         sub.add_argument(
