@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 
 from .api import DenoisedImage, denoise
+from .datasets import NOISE_KINDS
 from .model_io import atomic_write
 from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
 from .pipeline import Cancelled, Progress
@@ -351,9 +352,7 @@ def _add_train_parser(commands) -> None:
     sub.add_argument("--lr", type=float, default=1e-3)
     sub.add_argument("--lr-min", type=float, default=1e-5)
     sub.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
-    sub.add_argument(
-        "--noise", default="mixed", choices=["mixed", "gaussian", "poisson-gaussian", "fixed"]
-    )
+    sub.add_argument("--noise", default="mixed", choices=NOISE_KINDS)
     sub.add_argument(
         "--sigma", type=float, default=25.0, help="noise 'fixed': sigma in 8-bit units (default 25)"
     )

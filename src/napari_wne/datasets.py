@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -16,8 +16,11 @@ import numpy as np
 import tifffile
 import torch
 
+from .camera import CameraNoise, simulate_camera
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "NOISE_KINDS",
     "NoiseConfig",
     "PatchSampler",
     "find_images",
@@ -35,6 +38,9 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 """File types read from folders: TIFF through tifffile, the rest through imageio."""
 
 Scale = Literal["auto", "dtype", "percentile"]
+
+NOISE_KINDS = ("mixed", "gaussian", "poisson-gaussian", "fixed", "camera")
+"""The kinds of synthetic noise `NoiseConfig` knows (the CLI's choices come from here)."""
 
 
 # --- reading images -------------------------------------------------------------------------
@@ -258,10 +264,12 @@ class NoiseConfig:
     kind:
         ``"mixed"``: each patch gets Gaussian noise with probability ``1 - poisson_fraction``
         and Poisson-Gaussian noise otherwise; ``"gaussian"``; ``"poisson-gaussian"``;
-        ``"fixed"``: Gaussian noise of one sigma, ``sigma_255 / 255`` (the paper's protocol).
+        ``"fixed"``: Gaussian noise of one sigma, ``sigma_255 / 255`` (the paper's protocol);
+        ``"camera"``: the full camera model of `napari_wne.camera` (photon and read noise,
+        sCMOS pixels, hot pixels, correlated noise, bit depth, saturation), set by `camera`.
     """
 
-    kind: Literal["mixed", "gaussian", "poisson-gaussian", "fixed"] = "mixed"
+    kind: Literal["mixed", "gaussian", "poisson-gaussian", "fixed", "camera"] = "mixed"
     sigma_range: tuple[float, float] = (0.01, 0.4)
     """Gaussian sigma, uniform in this range (units of the [0, 1] clean image)."""
     sigma_255: float = 25.0
@@ -275,9 +283,14 @@ class NoiseConfig:
     """Random contrast a and brightness b, applied to noisy and clean alike."""
     contrast_range: tuple[float, float] = (0.05, 20.0)
     """Contrast a, log-uniform; brightness b = a * U(-1, 1)."""
+    camera: CameraNoise = field(default_factory=CameraNoise)
+    """The camera model's probabilities and ranges (``kind="camera"`` only)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mixed", "gaussian", "poisson-gaussian", "fixed"):
+        if isinstance(self.camera, dict):  # read back from JSON (a card or a checkpoint)
+            parts = {k: tuple(v) if isinstance(v, list) else v for k, v in self.camera.items()}
+            object.__setattr__(self, "camera", CameraNoise(**parts))
+        if self.kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise kind {self.kind!r}")
         low, high = self.sigma_range
         if not 0 <= low <= high:
@@ -308,6 +321,9 @@ def synthesize_noise(
     n = clean.shape[0]
     view = (n,) + (1,) * (clean.ndim - 1)
     x = clean.to(torch.float64)
+    if config.kind == "camera":
+        noisy, x = simulate_camera(x, config.camera, generator)
+        return _finish(noisy, x, config, generator)
     if config.kind == "fixed":
         sigma = torch.full((n,), config.sigma_255 / 255.0, dtype=torch.float64)
         return _finish(x + sigma.view(view) * _randn(x, generator), x, config, generator)
