@@ -102,8 +102,8 @@ def test_denoises_a_2d_layer_with_its_scale_units_and_labels(viewer_widget, qtbo
     assert tuple(result.units) == tuple(layer.units)
     assert tuple(result.axis_labels) == ("y", "x")
     np.testing.assert_allclose(result.data, expected(data, "YX"), rtol=1e-4, atol=1e-3)
-    low, high = result.contrast_limits
-    assert result.data.min() <= low < high <= result.data.max()
+    # WNE output is in the input's units: the same contrast limits, so no contrast boost.
+    np.testing.assert_allclose(result.contrast_limits, layer.contrast_limits)
     if not MODELS[DEFAULT_MODEL].trained:
         warnings = notes_since(start, NotificationSeverity.WARNING)
         assert any("no trained weights" in w for w in warnings), warnings
@@ -176,7 +176,7 @@ def test_cancel_adds_no_layer(viewer_widget, qtbot, rng):
     run(widget, qtbot)
 
     assert [layer.name for layer in viewer.layers] == ["long"]
-    assert widget.progress.value < widget.progress.max == 256
+    assert widget.progress.value < widget.progress.max // 2  # stopped early, of 256 blocks
     infos = notes_since(start, NotificationSeverity.INFO)
     assert any("cancelled" in n and "no layer added" in n for n in infos), infos
     assert not notes_since(start, NotificationSeverity.ERROR)
@@ -244,7 +244,7 @@ def test_dask_layer_goes_through_ome_zarr_resumably(viewer_widget, qtbot, rng, t
 
 
 def test_large_numpy_layer_is_written_to_disk(viewer_widget, qtbot, rng, tmp_path, monkeypatch):
-    monkeypatch.setattr("napari_wne._widget.LARGE_LAYER_BYTES", 1000)
+    monkeypatch.setattr("napari_wne._widget.runner.LARGE_LAYER_BYTES", 1000)
     viewer, widget = viewer_widget
     data = rng.poisson(30, (64, 64)).astype(np.uint16)
     widget.image.value = viewer.add_image(data, name="huge")
