@@ -221,7 +221,6 @@ class Runner:
             return
         share = progress.tiles_done / progress.tiles_total if progress.tiles_total else 0.0
         done = (progress.done + share) / max(progress.total, 1)
-        self.form.progress.value = min(PROGRESS_STEPS, round(PROGRESS_STEPS * done))
         job.speed = progress.voxels_per_second
         where = f"block {min(progress.done + 1, progress.total)} of {progress.total}"
         if progress.tiles_total:
@@ -229,6 +228,7 @@ class Runner:
         elif progress.done == progress.total:
             where = f"{progress.total} of {progress.total} blocks"
         self.form.status.value = f"{where} · {self._speed(job)}"
+        self.form.progress.value = min(PROGRESS_STEPS, round(PROGRESS_STEPS * done))
 
     def _speed(self, job: Job) -> str:
         return f"{job.speed / 1e6:.2f} Mvoxel/s on {job.device}, {PRECISION}"

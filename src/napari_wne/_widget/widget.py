@@ -83,7 +83,7 @@ class DenoiseWidget(Container):
         events.removed.connect(self._on_layer_removed)
         napari_viewer.layers.selection.events.active.connect(self._pick)
         napari_viewer.dims.events.current_step.connect(self._preview.request)
-        self._pick()
+        self._pick(keep=False)  # not the list's first entry, which may be a hidden reference
         self._on_model_changed()
 
     # -- state the tests and scripts look at -------------------------------------------------
@@ -130,12 +130,16 @@ class DenoiseWidget(Container):
         self._pick()
         self._update_compare()
 
-    def _pick(self, *_: Any) -> None:
-        """Follow the layer selection (see `pick_layer`), unless a run holds the settings."""
+    def _pick(self, *_: Any, keep: bool = True) -> None:
+        """Follow the layer selection (see `pick_layer`), unless a run holds the settings.
+
+        With `keep`, a layer chosen before stays chosen when nothing visible is selected.
+        """
         if self.busy:
             return
         current = self.form.image.value
-        chosen = pick_layer(self.viewer, current if current in self.viewer.layers else None)
+        kept = current if keep and current in self.viewer.layers else None
+        chosen = pick_layer(self.viewer, kept)
         if chosen is not None and chosen is not current:
             self.form.image.value = chosen
         elif chosen is None or current is None:
