@@ -92,3 +92,15 @@ def test_an_error_before_the_run_leaves_the_widget_usable(viewer_widget, qtbot):
     errors = notes_since(start, NotificationSeverity.ERROR)
     assert len(errors) == 1 and "choose an Output folder" in errors[0], errors
     assert not any(_locked(widget).values())
+
+
+def test_error_messages_end_with_what_to_do():
+    from napari_wne._widget.runner import advice
+
+    memory = advice(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert "smaller Tile size" in memory and "Advanced" in memory
+    assert advice(MemoryError()).startswith("MemoryError. Out of memory")
+    unexpected = advice(KeyError("plane"))
+    assert unexpected.startswith("KeyError") and "report" in unexpected
+    assert "press Denoise to try again" in unexpected
+    assert advice(ValueError("axes 'Q' ...; use letters")) == "axes 'Q' ...; use letters"

@@ -75,8 +75,8 @@ class DenoiseWidget(Container):
         form.preview.changed.connect(self._preview.toggled)
         for field in (form.image, form.model, form.model_folder, form.device, form.norm):
             field.changed.connect(self._preview.request)
-        for field in (form.tile, form.overlap):
-            field.changed.connect(self._preview.request)
+        for field in (form.tile, form.overlap):  # after _check: only sizes that parse
+            field.changed.connect(self._request_preview_if_valid)
         events = napari_viewer.layers.events
         for event in (events.inserted, events.removed, events.renamed):
             event.connect(self._refresh_layers)
@@ -189,10 +189,12 @@ class DenoiseWidget(Container):
         if layer is not None and layer in self.viewer.layers and not layer.rgb:
             shape = tuple(layer_data(layer, self.viewer).shape)
         typed = layer is not None and form.axes.value != guess_axes_or_empty(layer)
+        spec = self._spec()
         problems = [
+            None if spec else "Own model: not a model folder (see the line under Model)",
             form.check_axes(shape, "" if typed else self._axes_how),
             form.check_sizes(),
-            form.fit_model(self._spec(), form.axes.value),
+            form.fit_model(spec, form.axes.value),
         ]
         if shape is None and layer is not None and layer.rgb:
             problems = [None]  # pressing Denoise explains RGB; nothing to check before
@@ -265,6 +267,10 @@ class DenoiseWidget(Container):
         message, category = args[0], args[1]
         prefix = "" if issubclass(category, UntrainedModelWarning) else "WNE Denoise: "
         self._notify_once(f"{prefix}{message}")
+
+    def _request_preview_if_valid(self, *_: Any) -> None:
+        if self._problem is None:  # half-typed sizes wait until they make sense
+            self._preview.request()
 
     def _preview_target(self) -> tuple[Image, Any, dict[str, Any]]:
         layer = self.form.image.value
