@@ -5,9 +5,10 @@
 Opens a viewer with the bundled 3D nuclei sample (original and noisy copy), docks the
 "WNE Denoise" widget from the plugin's manifest, saves ``docs/images/napari-before.png``,
 presses Denoise, waits for the result and saves ``docs/images/napari-after.png`` (the
-original, the noisy input and the result side by side). Rerun it whenever the widget or
-the shipped weights change: with an untrained model, the "after" picture shows what
-random weights do, not a denoised image, and the script says so.
+clean reference, the noisy input and the result side by side), then presses Compare and
+saves ``docs/images/napari-compare.png`` (input and result, linked cameras). Rerun it
+whenever the widget or the shipped weights change: with an untrained model, the "after"
+picture shows what random weights do, not a denoised image, and the script says so.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     after = args.out / "napari-after.png"
     viewer.screenshot(str(after), canvas_only=False, flash=False)
     print(f"wrote {after}")
+
+    grid.enabled = False  # back to the view a user has after a run, then one click
+    original.visible = False
+    widget.compare_button.native.click()
+    settle()
+    compare = args.out / "napari-compare.png"
+    viewer.screenshot(str(compare), canvas_only=False, flash=False)
+    print(f"wrote {compare}")
     if not MODELS[args.model].trained:
         print(
             f"NOTE: model {args.model!r} is untrained: napari-after.png shows random weights "

@@ -25,3 +25,17 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, qtbot):
+    """A viewer with the WNE Denoise widget docked from the plugin's manifest, on the CPU."""
+    from napari_wne._widget import DenoiseWidget
+
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wne", "WNE Denoise")
+    assert isinstance(widget, DenoiseWidget)
+    widget.device.value = "cpu"
+    yield viewer, widget
+    widget.preview.value = False
+    qtbot.waitUntil(lambda: not widget.busy and not widget.preview_busy, timeout=120_000)

@@ -33,9 +33,18 @@ from .pipeline import (
 )
 from .sources import Source, open_source
 
-__all__ = ["DenoisedImage", "denoise"]
+__all__ = [
+    "DenoisedImage",
+    "Instances",
+    "OutputDtype",
+    "denoise",
+    "difference",
+    "lazy_view",
+    "read_region",
+]
 
 OutputDtype = Literal["float32", "input"]
+Instances = Literal["auto", "planes", "volumes"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def denoise(
     model: str = DEFAULT_MODEL,
     *,
     axes: str | None = None,
-    instances: Literal["auto", "planes", "volumes"] = "auto",
+    instances: Instances = "auto",
     output: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     dtype: OutputDtype = "float32",
@@ -73,6 +82,7 @@ def denoise(
     resume: bool = False,
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    tile_progress: Callable[[Progress], None] | None = None,
     cancel: CancelCheck = None,
     scale: dict[str, float] | None = None,
     units: dict[str, str] | None = None,
@@ -119,6 +129,9 @@ def denoise(
         Finish an interrupted run into an existing `output`, or replace it.
     progress:
         Called with a `napari_wne.pipeline.Progress` after every block.
+    tile_progress:
+        Also called after every forward pass inside a block, with the block's tiles done
+        (not on a cluster or for a lazy dask result): live progress on one large plane.
     cancel:
         A `threading.Event` or a callable; when set, the run stops at the next block and
         raises `napari_wne.pipeline.Cancelled`, leaving a resumable output.
@@ -215,7 +228,7 @@ def denoise(
             cluster = None if client is None else (client, device, resources)
             return _to_zarr(
                 engine, source, layout, Path(output), block_shape, out_dtype, stats,
-                spec.name, settings, resume, overwrite, progress, cancel, cluster,
+                spec.name, settings, resume, overwrite, progress, cancel, cluster, tile_progress,
             )  # fmt: skip
     if isinstance(source.array, da.Array):
         lazy = lazy_result(make_engine, source, axes, layout, block_shape, out_dtype, stats)
@@ -227,7 +240,10 @@ def denoise(
         write_block(result, layout, axes, block_, values, out_dtype)
 
     blocks = engine.blocks(layout.batch_shape(source.shape), block_shape)
-    run_blocks(engine, source, axes, blocks, write, stats=stats, progress=progress, cancel=cancel)
+    run_blocks(
+        engine, source, axes, blocks, write, stats=stats, progress=progress, cancel=cancel,
+        tile_progress=tile_progress,
+    )  # fmt: skip
     return result
 
 
@@ -292,6 +308,7 @@ def _to_zarr(
     progress: Callable[[Progress], None] | None,
     cancel: CancelCheck,
     cluster: tuple[Any, str | torch.device, dict | None] | None,
+    tile_progress: Callable[[Progress], None] | None = None,
 ) -> DenoisedImage:
     axes = layout.axes
     store = OmeZarrOutput(output)
@@ -333,7 +350,7 @@ def _to_zarr(
     if cluster is None:
         run_blocks(
             engine, source, axes, todo, write, stats=stats, progress=progress, cancel=cancel,
-            done_before=done_before, total=len(blocks),
+            done_before=done_before, total=len(blocks), tile_progress=tile_progress,
         )  # fmt: skip
     else:
         client, device, resources = cluster
@@ -368,3 +385,26 @@ def _check_dtype(dtype: np.dtype) -> None:
     raise TypeError(
         f"cannot denoise a {what} image (dtype {dtype}); pass integer or float intensities"
     )
+
+
+def read_region(image: Any, index: tuple) -> np.ndarray:
+    """One box of an image `denoise` accepts (numpy, dask, zarr), read as numpy: for a GUI
+    preview or a contrast estimate, without loading the rest of a lazy image."""
+    return open_source(image).read(index)
+
+
+def difference(image: Any, result: Any) -> np.ndarray | da.Array:
+    """``image - result`` in float32: what denoising removed. Lazy (dask) when either is
+    lazy, so a residual of a stack larger than memory is computed only where viewed."""
+    if isinstance(image, np.ndarray) and isinstance(result, np.ndarray):
+        return image.astype(np.float32) - result.astype(np.float32)
+    lazy = [x if isinstance(x, da.Array) else da.from_array(x) for x in (image, result)]
+    return lazy[0].astype(np.float32) - lazy[1].astype(np.float32)
+
+
+def lazy_view(image: Any) -> Any:
+    """numpy, dask and zarr arrays as they are; any other array-like (an h5py dataset, an
+    xarray) as a dask view of it, so that `denoise` reads it block by block, never whole."""
+    if isinstance(image, (np.ndarray, da.Array)) or type(image).__module__.startswith("zarr"):
+        return image
+    return da.from_array(image, chunks="auto")

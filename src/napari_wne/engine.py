@@ -136,8 +136,13 @@ class Engine:
         tiles: list[Tile],
         region: tuple[slice, ...],
         stats: tuple[float, float] | None = None,
+        on_tiles: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Denoise `region` from `data` (the instance's `box`, spatial axes in ZYX order)."""
+        """Denoise `region` from `data` (the instance's `box`, spatial axes in ZYX order).
+
+        `on_tiles(done, total)` is called after each forward pass, so a block that holds a
+        whole large plane still shows progress.
+        """
         _check_finite(data)
         out = np.zeros([r.stop - r.start for r in region], dtype=np.float32)
         weight = np.zeros_like(out)
@@ -157,6 +162,8 @@ class Engine:
                 target = _shift(inside, region)
                 out[target] += w * prediction[_shift(inside, tile.slices)]
                 weight[target] += w
+            if on_tiles is not None:
+                on_tiles(start + len(group), len(tiles))
         # The weights add to one already; dividing absorbs their last-bit rounding.
         return out / weight
 

@@ -41,6 +41,9 @@ class Progress:
     done: int
     total: int
     voxels_per_second: float
+    tiles_done: int = 0
+    """Within the block being computed (per-tile reports only): tiles done of `tiles_total`."""
+    tiles_total: int = 0
 
 
 class Cancelled(RuntimeError):
@@ -108,8 +111,13 @@ def run_blocks(
     cancel: CancelCheck = None,
     done_before: int = 0,
     total: int | None = None,
+    tile_progress: Callable[[Progress], None] | None = None,
 ) -> None:
-    """Read, compute and write `blocks` in order, overlapping I/O with compute."""
+    """Read, compute and write `blocks` in order, overlapping I/O with compute.
+
+    `progress` hears after every block; `tile_progress`, when given, also after every
+    forward pass inside a block (for a live bar when one block is a whole large plane).
+    """
     total = len(blocks) + done_before if total is None else total
     if not blocks:
         return
@@ -127,7 +135,12 @@ def run_blocks(
             if i + 1 < len(blocks):
                 reading = pool.submit(read_block, engine, source, axes, blocks[i + 1])
             stat = None if stats is None else stats[block.batch_index]
-            result = engine.compute(data, box, tiles, block.region, stat)
+            on_tiles = None
+            if tile_progress is not None:
+                on_tiles = functools.partial(
+                    _report_tiles, tile_progress, done_before + i, total, voxels, block, start
+                )
+            result = engine.compute(data, box, tiles, block.region, stat, on_tiles)
             if writing is not None:
                 writing.result()
                 _report(progress, done_before + i, total, voxels, start)
@@ -159,6 +172,14 @@ def _report(progress, done: int, total: int, voxels: int, start: float) -> None:
     if progress is not None:
         elapsed = max(time.perf_counter() - start, 1e-9)
         progress(Progress(done, total, voxels / elapsed))
+
+
+def _report_tiles(
+    report, done: int, total: int, voxels: int, block: Block, start: float, tiles: int, of: int
+) -> None:
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    speed = (voxels + block.voxels * tiles / of) / elapsed
+    report(Progress(done, total, speed, tiles_done=tiles, tiles_total=of))
 
 
 def lazy_result(

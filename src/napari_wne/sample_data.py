@@ -52,11 +52,15 @@ def add_poisson_gaussian_noise(
 def nuclei_2d() -> list[tuple]:
     """napari sample-data hook: the noisy 2D nuclei image as an image layer."""
     image = load_sample("nuclei_2d")
-    return [(image, {"name": "nuclei 2D (noisy)", "colormap": "gray"}, "image")]
+    return [(image, {"name": "nuclei 2D noisy", "colormap": "gray"}, "image")]
 
 
 def nuclei_3d() -> list[tuple]:
-    """napari sample-data hook: a confocal nuclei stack and its Poisson-Gaussian noisy copy."""
+    """napari sample-data hook: a confocal nuclei stack and its Poisson-Gaussian noisy copy.
+
+    The clean stack comes first and hidden, named as what it is (a reference to compare
+    with), so the noisy copy on top is what is selected and denoised.
+    """
     clean = load_sample("nuclei_3d")
     noisy = add_poisson_gaussian_noise(clean, **NOISE)
     common = {
@@ -66,6 +70,6 @@ def nuclei_3d() -> list[tuple]:
         "colormap": "gray",
     }
     return [
-        (clean, {**common, "name": "nuclei 3D (original)", "visible": False}, "image"),
-        (noisy, {**common, "name": "nuclei 3D (noisy)"}, "image"),
+        (clean, {**common, "name": "nuclei 3D clean reference", "visible": False}, "image"),
+        (noisy, {**common, "name": "nuclei 3D noisy"}, "image"),
     ]

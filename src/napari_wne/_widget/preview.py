@@ -1,0 +1,198 @@
+"""The live preview: denoise only the plane on screen, again whenever the slider moves.
+
+One preview runs at a time. Requests that arrive meanwhile collapse into one, and a
+result whose plane, layer or settings are no longer current is dropped, so the screen
+only ever shows the plane the user stopped on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from superqt.utils import FunctionWorker
+
+from ..api import denoise, read_region
+from .layers import MADE_BY_KEY
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["PREVIEW_NAME", "Preview"]
+
+PREVIEW_NAME = "preview"
+
+
+def _run_preview(data: Any, index: tuple, kwargs: dict[str, Any]) -> np.ndarray:
+    """Worker-thread body: read one plane and denoise it as a 2D image."""
+    return denoise(read_region(data, index), axes="YX", verbose=False, **kwargs)
+
+
+class Preview:
+    """Keeps a `preview` layer in step with the dims slider, the chosen layer and settings."""
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        form: Any,
+        target: Callable[[], tuple[Image, Any, dict[str, Any]]],
+        on_error: Callable[[str], None],
+        on_warned: Callable[[tuple], None],
+    ) -> None:
+        """`target()` gives the layer, its data and the `denoise` settings; it raises a
+        LookupError when the layer is gone, a ValueError when it cannot be denoised."""
+        self.viewer = viewer
+        self.form = form
+        self._target = target
+        self._on_error = on_error
+        self._on_warned = on_warned
+        self.worker: FunctionWorker | None = None
+        self.pending = False
+        self.shown: tuple | None = None
+        self._layer: Image | None = None
+        self.dropped = 0
+        """Results thrown away because the slider or the settings had moved on."""
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None or self.pending
+
+    @property
+    def layer(self) -> Image | None:
+        layer = self._layer
+        return layer if layer is not None and layer in self.viewer.layers else None
+
+    def on_layer_removed(self) -> None:
+        # Deleting the preview means: no preview. (Compared by membership, not identity:
+        # napari hands plugins proxies of its layers.)
+        if self._layer is not None and self._layer not in self.viewer.layers:
+            self._layer = None
+            self.form.preview.value = False
+
+    def toggled(self, on: bool) -> None:
+        if on:
+            self.request()
+            return
+        self.pending = False
+        self.shown = None
+        layer = self.layer
+        if layer is not None:
+            self.viewer.layers.remove(layer)
+        self._layer = None
+        self._busy_note()
+
+    def request(self, *_: Any) -> None:
+        """Recompute the preview; one worker at a time, and only the latest request survives."""
+        if not self.form.preview.value:
+            return
+        if self.worker is not None:
+            self.pending = True  # started when the running one finishes
+            self._busy_note()
+            return
+        self._start()
+
+    def _place(self) -> dict[str, Any]:
+        """The plane shown now, where to put its result, and a key that changes whenever
+        the plane, the layer or the settings do."""
+        layer, data, settings = self._target()
+        offset = self.viewer.dims.ndim - layer.ndim
+        shown = sorted(d - offset for d in self.viewer.dims.displayed if d >= offset)[-2:]
+        if len(shown) < 2:
+            shown = [layer.ndim - 2, layer.ndim - 1]
+        position = layer.world_to_data(self.viewer.dims.point)
+        index = tuple(
+            slice(None) if d in shown else int(np.clip(round(float(position[d])), 0, n - 1))
+            for d, n in enumerate(data.shape)
+        )
+        key = (id(layer), id(data), index, tuple(settings.items()))
+        return {
+            "key": key, "data": data, "settings": settings, "ndim": layer.ndim,
+            "index": index, "shown": tuple(shown), "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate), "units": tuple(layer.units),
+            "axis_labels": tuple(layer.axis_labels), "colormap": layer.colormap,
+            "contrast_limits": tuple(layer.contrast_limits),
+        }  # fmt: skip
+
+    def _start(self) -> None:
+        self.pending = False
+        try:
+            place = self._place()
+        except LookupError:  # the input went away: so does its preview
+            self.form.preview.value = False
+            return
+        except (ValueError, TypeError) as err:
+            self.form.preview.value = False
+            self._on_error(f"WNE Denoise preview: {err}")
+            return
+        if place["key"] == self.shown and self.layer is not None:
+            self._busy_note()
+            return  # already on screen
+        body = functools.partial(_run_preview, place["data"], place["index"], place["settings"])
+        worker = create_worker(
+            body, _worker_class=FunctionWorker, _ignore_errors=True, _start_thread=False
+        )
+        worker.returned.connect(functools.partial(self._on_result, place))
+        worker.errored.connect(self._on_failed)
+        worker.warned.connect(self._on_warned)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._busy_note()
+        worker.start()
+
+    def _busy_note(self) -> None:
+        busy = self.form.preview.value and self.busy
+        self.form.preview_status.value = "Preview: computing the plane shown..." if busy else ""
+        self.form.preview_status.visible = busy
+
+    def _on_result(self, place: dict[str, Any], result: np.ndarray) -> None:
+        if not self.form.preview.value:
+            return
+        try:
+            current = self._place()["key"]
+        except (LookupError, ValueError, TypeError):
+            return
+        if place["key"] != current:  # the slider, layer or settings moved on: drop it
+            self.dropped += 1
+            self.pending = True
+            return
+        ndim, index, shown = place["ndim"], place["index"], place["shown"]
+        shape = [1] * ndim
+        for d, n in zip(shown, result.shape, strict=True):
+            shape[d] = n
+        translate = np.array(place["translate"], dtype=float)
+        for d in range(ndim):
+            if d not in shown:  # sit on the plane it came from
+                translate[d] += index[d] * place["scale"][d]
+        data = result.reshape(shape)
+        layer = self.layer
+        if layer is not None and layer.ndim != ndim:
+            self.viewer.layers.remove(layer)
+            layer = None
+        self.shown = place["key"]
+        if layer is None:
+            self._layer = self.viewer.add_image(
+                data, name=PREVIEW_NAME, scale=place["scale"], translate=translate,
+                units=place["units"], axis_labels=place["axis_labels"],
+                colormap=place["colormap"], contrast_limits=place["contrast_limits"],
+                metadata={MADE_BY_KEY: "preview"},
+            )  # fmt: skip
+            return
+        layer.data = data
+        layer.scale = place["scale"]
+        layer.translate = translate
+        layer.contrast_limits = place["contrast_limits"]
+
+    def _on_failed(self, err: Exception) -> None:
+        self._on_error(f"WNE Denoise preview: {err}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        if self.pending and self.form.preview.value:
+            self._start()
+        else:
+            self.pending = False
+            self._busy_note()
