@@ -42,22 +42,20 @@ def tiff_problem(tif: Any, series: Any) -> str | None:
 def _check(tif: Any, series: Any) -> None:
     size = tif.filehandle.size
     count = len(tif.pages)  # reads the whole chain of image file directories (IFDs)
-    _check_page_chain(tif, count, size)
-    _check_tags(tif.pages.first, size)
     planes = _planes(series, tif)
     _check_metadata(tif, series, planes, count)
-    pages = list(series.pages) if series.pages is not None else []
     contiguous = series.dataoffset
+    if contiguous is not None and contiguous + series.nbytes > size:
+        plane_bytes = max(1, series.nbytes // max(planes, 1))
+        whole = max(0, (size - contiguous) // plane_bytes)
+        _fail(
+            f"its {planes} planes need {contiguous + series.nbytes} bytes but it has {size}: "
+            f"page {whole + 1} of {planes} is cut short"
+        )
+    _check_directories(tif, size)
     if contiguous is not None:
-        end = contiguous + series.nbytes
-        if end > size:
-            plane_bytes = max(1, series.nbytes // max(planes, 1))
-            whole = max(0, (size - contiguous) // plane_bytes)
-            _fail(
-                f"its {planes} planes need {end} bytes but it has {size}: page {whole + 1} of "
-                f"{planes} is cut short",
-            )
         return
+    pages = list(series.pages) if series.pages is not None else []
     if len(pages) < planes or any(page is None for page in pages):
         missing = next((i for i, p in enumerate(pages) if p is None), len(pages))
         _fail(f"page {missing + 1} of the {planes} its metadata promises is not in it")
@@ -66,7 +64,7 @@ def _check(tif: Any, series: Any) -> None:
             if length and offset + length > size:
                 _fail(
                     f"page {number} of {len(pages)} ends at byte {offset + length} but the "
-                    f"file has {size} bytes",
+                    f"file has {size} bytes"
                 )
 
 
@@ -80,47 +78,52 @@ def _planes(series: Any, tif: Any) -> int:
     return max(1, math.prod(series.shape) // page_size)
 
 
-def _check_page_chain(tif: Any, count: int, size: int) -> None:
-    """The last page must end the chain: a next-page offset past it means pages were lost.
+TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+TYPE_SIZES.update({16: 8, 17: 8, 18: 8})
+"""Bytes per value of each TIFF field type (BigTIFF adds 16 to 18)."""
 
-    tifffile stops quietly (logging only) where the chain points past the end of the file or
-    into garbage, and reads the pages before it as the whole image.
+
+def _check_directories(tif: Any, size: int) -> None:
+    """Walk the chain of directories in the raw bytes: each must lie in the file with every
+    tag's value, and the chain must end with a zero offset.
+
+    tifffile stops quietly (logging only) where a cut leaves a directory or a value past
+    the end of the file, and an ImageJ stack does not even need the lost directories.
     """
     tiff, handle = tif.tiff, tif.filehandle
-    last = tif.pages[count - 1]
+    count_format = tiff.byteorder + ("I" if tiff.offsetsize == 4 else "Q")
+    value_format = tiff.byteorder + tiff.offsetformat[-1]
     position = handle.tell()
     try:
-        handle.seek(last.offset)
-        raw = handle.read(tiff.tagnosize)
-        tags = struct.unpack(tiff.tagnoformat, raw)[0] if len(raw) == tiff.tagnosize else 0
-        handle.seek(last.offset + tiff.tagnosize + tags * tiff.tagsize)
-        raw = handle.read(tiff.offsetsize)
+        handle.seek(4 if tiff.offsetsize == 4 else 8)
+        offset = struct.unpack(tiff.offsetformat, handle.read(tiff.offsetsize))[0]
+        seen: set[int] = set()
+        number = 0
+        while offset:
+            number += 1
+            if offset >= size:
+                _fail(f"page {number} would start at byte {offset}, past the end ({size} bytes)")
+            if offset in seen:
+                _fail(f"page {number} repeats an earlier page's directory (byte {offset})")
+            seen.add(offset)
+            handle.seek(offset)
+            raw = handle.read(tiff.tagnosize)
+            tags = struct.unpack(tiff.tagnoformat, raw)[0] if len(raw) == tiff.tagnosize else 0
+            entries = handle.read(tags * tiff.tagsize + tiff.offsetsize)
+            if len(raw) < tiff.tagnosize or len(entries) < tags * tiff.tagsize + tiff.offsetsize:
+                _fail(f"the file ends inside the directory of page {number}")
+            for i in range(tags):
+                entry = entries[i * tiff.tagsize : (i + 1) * tiff.tagsize]
+                code, kind = struct.unpack(tiff.byteorder + "HH", entry[:4])
+                count = struct.unpack(count_format, entry[4 : 4 + tiff.offsetsize])[0]
+                nbytes = count * TYPE_SIZES.get(kind, 0)
+                if nbytes > tiff.offsetsize:
+                    start = struct.unpack(value_format, entry[4 + tiff.offsetsize :])[0]
+                    if start + nbytes > size:
+                        _fail(f"tag {code} of page {number} lies past the end ({size} bytes)")
+            offset = struct.unpack(tiff.offsetformat, entries[-tiff.offsetsize :])[0]
     finally:
         handle.seek(position)
-    if len(raw) < tiff.offsetsize:
-        _fail(f"the file ends inside the directory of page {count}")
-    following = struct.unpack(tiff.offsetformat, raw)[0]
-    if following != 0:
-        where = "past the end of the file" if following >= size else "to an unreadable entry"
-        _fail(f"after page {count} it points {where} (byte {following}) for page {count + 1}")
-
-
-def _check_tags(page: Any, size: int) -> None:
-    """Every tag of the first page must be readable: tifffile drops one whose value lies
-    past the end of the file (such as the OME-XML, which is written last)."""
-    tiff, handle = page.parent.tiff, page.parent.filehandle
-    position = handle.tell()
-    try:
-        handle.seek(page.offset)
-        raw = handle.read(tiff.tagnosize)
-    finally:
-        handle.seek(position)
-    stated = struct.unpack(tiff.tagnoformat, raw)[0]
-    if len(page.tags) < stated:
-        _fail(
-            f"only {len(page.tags)} of the {stated} tags of page 1 can be read (the file has "
-            f"{size} bytes)"
-        )
 
 
 def _check_metadata(tif: Any, series: Any, planes: int, count: int) -> None:
