@@ -31,7 +31,7 @@ from .pipeline import (
     run_blocks,
     write_block,
 )
-from .sources import Source, open_source
+from .sources import DEFAULT_MISSING_CHUNKS, MissingChunks, Source, open_source
 
 __all__ = [
     "DenoisedImage",
@@ -69,6 +69,7 @@ def denoise(
     model: str = DEFAULT_MODEL,
     *,
     axes: str | None = None,
+    missing_chunks: MissingChunks = DEFAULT_MISSING_CHUNKS,
     instances: Instances = "auto",
     output: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
@@ -103,9 +104,13 @@ def denoise(
         file (``"wne:PATH"`` wraps it with WNE), or ``"NAME:PATH"`` for a state dict of
         registered model NAME (see `napari_wne.model_io`).
     axes:
-        One letter per dimension from "TCZYX"; files usually say it themselves. It decides
-        what one instance is: each YX plane, or each ZYX volume when Z is named; every T
-        and C index is denoised on its own.
+        One letter per dimension from "TCZYX"; files usually say it themselves, and these
+        win over what a file says. It decides what one instance is: each YX plane, or each
+        ZYX volume when Z is named; every T and C index is denoised on its own.
+    missing_chunks:
+        What a chunk absent from an input zarr store means: "error" (default) names it and
+        stops, "fill" reads it as the fill value (see `napari_wne.sources.MISSING_CHUNKS_HELP`:
+        zarr 3 writers skip chunks that equal the fill value).
     instances:
         For images with Z: "volumes" denoises each ZYX volume with a 3D network, "planes"
         each Z plane on its own with a 2D one. "auto" (default) takes volumes unless the
@@ -172,7 +177,7 @@ def denoise(
     """
     spec = get_model(model)
     warn_if_untrained(spec)
-    source = open_source(image, axes)
+    source = open_source(image, axes, missing_chunks)
     _check_dtype(source.dtype)
     if math.prod(source.shape) == 0:
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
@@ -366,6 +371,7 @@ def _to_zarr(
             out_axes=out_axes,
             out_dtype=out_dtype.str,
             stats=None if stats is None else tuple(stats.items()),
+            missing_chunks=source.missing_chunks,
         )
         run_on_cluster(
             client, job, todo, progress=progress, cancel=cancel, done_before=done_before,

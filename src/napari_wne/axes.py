@@ -10,12 +10,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["InstanceLayout", "default_axes", "parse_axes", "select"]
+__all__ = ["InstanceLayout", "default_axes", "letter_for_axis_name", "parse_axes", "select"]
 
 KNOWN_AXES = "TCZYX"
 """Letters we understand: time, channel, depth and the two plane axes."""
 BATCH_AXES = "TC"
 """Axes along which instances are independent."""
+AXIS_NAMES = {
+    "t": "T",
+    "time": "T",
+    "c": "C",
+    "ch": "C",
+    "channel": "C",
+    "z": "Z",
+    "y": "Y",
+    "x": "X",
+}
+"""Axis names that files use (OME-NGFF, zarr dimension_names), and our letter for each."""
+AXIS_TYPES = {"time": "T", "channel": "C"}
+"""OME-NGFF axis types that alone tell the letter (a "space" axis needs its name)."""
+
+
+def letter_for_axis_name(name: str, kind: str | None = None) -> str | None:
+    """Our letter for a named axis ("time" -> "T", "z" -> "Z"), or None if it is unknown.
+
+    `kind` is the OME-NGFF axis type; it decides for a time or channel axis with an unusual
+    name. No guess is made for a spatial axis with another name.
+    """
+    letter = AXIS_NAMES.get(str(name).strip().lower())
+    if letter is None and kind is not None:
+        letter = AXIS_TYPES.get(str(kind).strip().lower())
+    return letter
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from .model_io import atomic_write
 from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
 from .pipeline import Cancelled, Progress
 from .sample_data import load_sample
+from .sources import DEFAULT_MISSING_CHUNKS, MISSING_CHUNKS, MISSING_CHUNKS_HELP
 
 __all__ = ["main"]
 
@@ -75,7 +76,16 @@ def _parser() -> argparse.ArgumentParser:
 
     def add_run_options(sub: argparse.ArgumentParser) -> None:
         add_model_options(sub)
-        sub.add_argument("--axes", help="e.g. YX, ZYX, TYX, CZYX (default: from the file)")
+        sub.add_argument(
+            "--axes",
+            help="e.g. YX, ZYX, TYX, CZYX (default: from the file); overrides what the file says",
+        )
+        sub.add_argument(
+            "--missing-chunks",
+            default=DEFAULT_MISSING_CHUNKS,
+            choices=MISSING_CHUNKS,
+            help=MISSING_CHUNKS_HELP,
+        )
         sub.add_argument(
             "--instances",
             default="auto",
@@ -219,6 +229,7 @@ def _denoise_file(source: Path, target: Path, args: argparse.Namespace) -> Denoi
     options = dict(
         model=args.model,
         axes=args.axes,
+        missing_chunks=args.missing_chunks,
         instances=args.instances,
         device=args.device,
         dtype=args.dtype,

@@ -30,7 +30,7 @@ from .pipeline import (
     read_block,
     write_block,
 )
-from .sources import Source, open_source
+from .sources import DEFAULT_MISSING_CHUNKS, MissingChunks, Source, open_source
 
 __all__ = ["BlockJob", "compute_block", "connect", "run_on_cluster"]
 
@@ -52,6 +52,7 @@ class BlockJob:
     out_axes: str
     out_dtype: str
     stats: tuple[tuple[tuple[int, ...], tuple[float, float]], ...] | None
+    missing_chunks: MissingChunks = DEFAULT_MISSING_CHUNKS
 
 
 @contextmanager
@@ -79,8 +80,8 @@ def connect(scheduler: Any) -> Iterator[Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_source(path: str, axes: str) -> Source:
-    return open_source(path, axes)
+def _worker_source(path: str, axes: str, missing_chunks: MissingChunks) -> Source:
+    return open_source(path, axes, missing_chunks)
 
 
 @functools.lru_cache(maxsize=4)
@@ -97,7 +98,7 @@ def compute_block(job: BlockJob, block: Block) -> str:
     from .api import _engine  # late: api imports this module
 
     limit_malloc_arenas()
-    source = _worker_source(job.input_path, job.input_axes)
+    source = _worker_source(job.input_path, job.input_axes, job.missing_chunks)
     engine = _engine(job.model, job.layout, job.instance_shape, job.device, job.settings)
     store, target = _worker_output(job.output)
     box, tiles, data = read_block(engine, source, job.input_axes, block)

@@ -49,6 +49,23 @@ class TileSettings:
     batch_size: int | None = None
     """Tiles per forward pass; default: as many as hold about 2 M voxels (at least one)."""
 
+    def __post_init__(self) -> None:
+        """Sizes are whole pixels: refuse 256.0 or "256" here, with the field's name."""
+        tile = self.tile
+        if tile is not None:
+            sizes = tuple(tile) if isinstance(tile, (tuple, list)) else (tile,)
+            if not sizes or not all(_whole(t) and t >= 1 for t in sizes):
+                raise ValueError(
+                    f"tile must be a whole number of pixels of at least 1 (an int, or one int "
+                    f"per spatial axis), got {tile!r}"
+                )
+            whole = tuple(int(t) for t in sizes)
+            object.__setattr__(self, "tile", whole if isinstance(tile, (tuple, list)) else whole[0])
+        for name, low in (("halo", 0), ("blend", 0), ("batch_size", 1)):
+            value = getattr(self, name)
+            if value is not None and not (_whole(value) and value >= low):
+                raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}")
+
     def tile_shape(self, spatial_dims: int) -> tuple[int, ...]:
         if self.tile is None:
             return (1280, 1280) if spatial_dims == 2 else (48, 128, 128)
@@ -57,6 +74,11 @@ class TileSettings:
         if len(self.tile) != spatial_dims:
             raise ValueError(f"tile {self.tile} needs {spatial_dims} sizes, one per spatial axis")
         return tuple(int(t) for t in self.tile)
+
+
+def _whole(value: object) -> bool:
+    """An integer that is not a bool (True is not a size)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)

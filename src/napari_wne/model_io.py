@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 import warnings
 import zipfile
@@ -90,12 +91,11 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if "weights only load failed" not in str(err).lower():
             raise ValueError(f"{path} is not a PyTorch weights file: {err}") from None
         raise ValueError(
-            f"refused to load {path}: weights-only loading rejects this pickle (it asks to "
-            "import or call something, and a pickle can run anything on your machine, or it "
-            "uses a pickle feature the safe loader does not read). Re-save it from a trusted "
-            "session as safetensors (safetensors.torch.save_file(model.state_dict(), "
+            f"refused to load {path}: {_unpickler_reason(err)}. A pickle can run anything on "
+            "your machine, so weights are read as data only. Re-save it from a trusted session "
+            "as safetensors (safetensors.torch.save_file(model.state_dict(), "
             "'weights.safetensors')) or as a plain state dict (torch.save(model.state_dict(), "
-            f"'weights.pt')). Loader said: {_unpickler_reason(err)}"
+            "'weights.pt'))"
         ) from None
     except Exception as err:  # a corrupt or foreign file fails in many ways; say which file
         raise ValueError(f"could not read weights from {path}: {err!r}") from None
@@ -103,15 +103,25 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _unpickler_reason(err: Exception) -> str:
-    """The one informative line of torch's long weights-only error message."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    """What the safe loader refused: the blocked global itself when torch names one.
+
+    torch's message goes on to suggest loading with weights_only=False or allow-listing
+    the global; neither is advice to pass on for a file that asks to run code.
+    """
+    text = str(err)
+    blocked = re.search(r"GLOBAL\s+([\w.]+)", text)
+    if blocked:
+        return f"it asks for {blocked.group(1)}, a global the weights-only loader blocks"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for i, line in enumerate(lines):
         if "WeightsUnpickler error" in line:
             detail = line.split("WeightsUnpickler error:", 1)[-1].strip()
             detail = detail or (lines[i + 1] if i + 1 < len(lines) else "")
-            # torch goes on to suggest allow-listing the global: not advice to pass on
-            return detail.split(" Please use")[0][:300]
-    return lines[0][:300] if lines else type(err).__name__
+            return "the weights-only loader rejects it: " + detail.split(" Please use")[0][:300]
+    advice = r"weights_only|Weights only load failed|documentation|trusted source"
+    kept = [line for line in lines if not re.search(advice, line)]
+    detail = kept[0][:300] if kept else type(err).__name__
+    return f"the weights-only loader rejects it (it uses a pickle feature beyond data): {detail}"
 
 
 def _state_dict_in(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -199,29 +209,86 @@ def _find_card(path: Path) -> tuple[Path, Path] | None:
 
 
 def read_model_card(path: str | Path) -> dict[str, Any]:
-    """The ``model.json`` of a trained model folder (or of the folder holding `path`)."""
+    """The ``model.json`` of a trained model folder (or of the folder holding `path`).
+
+    Checked field by field, so a hand-edited or half-copied card is refused with what is
+    wrong, naming the file, rather than failing later inside the backbone's constructor.
+    """
     found = _find_card(Path(path))
     if found is None:
         raise FileNotFoundError(f"no {CARD_FILE} in or beside {path}")
-    card = json.loads(found[0].read_text())
-    if card.get("format") != CARD_FORMAT:
+    where = found[0]
+    try:
+        card = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(
-            f"{found[0]} is not a napari-wne model card (format {card.get('format')!r})"
+            f"{where} is not a readable model card ({type(err).__name__}: {err}); restore it "
+            "from the folder `napari-wne train` wrote, or train the model again"
+        ) from None
+    if not isinstance(card, dict):
+        raise ValueError(f"{where} is not a napari-wne model card (a JSON {type(card).__name__})")
+    if card.get("format") != CARD_FORMAT:
+        raise ValueError(f"{where} is not a napari-wne model card (format {card.get('format')!r})")
+    problems = _card_problems(card)
+    if problems:
+        raise ValueError(
+            f"{where} is an incomplete or malformed model card: {'; '.join(problems)}. Restore "
+            "it from the folder `napari-wne train` wrote, or train the model again"
         )
-    if card.get("backbone") not in BACKBONES:
-        raise ValueError(f"{found[0]} names unknown backbone {card.get('backbone')!r}")
     return card
 
 
-def build_from_card(card: Mapping[str, Any], *, wrap: bool | None = None) -> nn.Module:
-    """The architecture a card describes, with fresh weights (WNE-wrapped as trained)."""
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in card["backbone_kwargs"].items()}
-    backbone = build_backbone(
-        card["backbone"],
-        spatial_dims=card["spatial_dims"],
-        channels=card.get("channels", 1),
-        **kwargs,
-    )
+def _card_problems(card: Mapping[str, Any]) -> list[str]:
+    """What is missing or of the wrong type in a model card (empty when it is sound)."""
+    problems = []
+    if "backbone" not in card:
+        problems.append("no 'backbone'")
+    elif card["backbone"] not in BACKBONES:
+        problems.append(
+            f"unknown backbone {card['backbone']!r} (known: {', '.join(sorted(BACKBONES))})"
+        )
+    if card.get("spatial_dims") not in (2, 3) or isinstance(card.get("spatial_dims"), bool):
+        problems.append(f"'spatial_dims' must be 2 or 3, got {card.get('spatial_dims')!r}")
+    if not isinstance(card.get("wne"), bool):
+        problems.append(f"'wne' must be true or false, got {card.get('wne')!r}")
+    if not isinstance(card.get("backbone_kwargs", {}), dict):
+        problems.append(f"'backbone_kwargs' must be an object, got {card['backbone_kwargs']!r}")
+    channels = card.get("channels", 1)
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        problems.append(f"'channels' must be a positive integer, got {channels!r}")
+    eps = card.get("wne_eps", 0.0)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+        problems.append(f"'wne_eps' must be a number >= 0, got {eps!r}")
+    return problems
+
+
+def build_from_card(
+    card: Mapping[str, Any], *, wrap: bool | None = None, where: str | Path = "model card"
+) -> nn.Module:
+    """The architecture a card describes, with fresh weights (WNE-wrapped as trained).
+
+    `where` names the card in errors (its path, when it came from a file).
+    """
+    problems = _card_problems(card)
+    if problems:
+        raise ValueError(f"{where} is an incomplete or malformed model card: {'; '.join(problems)}")
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in card.get("backbone_kwargs", {}).items()
+    }
+    try:
+        backbone = build_backbone(
+            card["backbone"],
+            spatial_dims=card["spatial_dims"],
+            channels=card.get("channels", 1),
+            **kwargs,
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{where}: backbone {card['backbone']!r} cannot be built with backbone_kwargs "
+            f"{card.get('backbone_kwargs')!r} ({err}); restore the card `napari-wne train` "
+            "wrote, or train the model again"
+        ) from None
     wne = card["wne"] if wrap is None else wrap
     return WNE(backbone, eps=card.get("wne_eps", 0.0)) if wne else backbone
 
@@ -261,7 +328,7 @@ def load_trained(
             f"{spatial_dims}-D instances were asked for; pick axes with "
             f"{'no Z' if card['spatial_dims'] == 2 else 'Z'}, or train a {spatial_dims}-D model"
         )
-    model = build_from_card(card, wrap=wrap)
+    model = build_from_card(card, wrap=wrap, where=found[0])
     target = model.backbone if isinstance(model, WNE) else model
     _load_into(target, load_weights(found[1]), str(found[1]))
     return model.to(device).eval()

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import platform
 import signal
 import threading
@@ -48,6 +49,7 @@ from .model_io import (
     CARD_FORMAT,
     WEIGHTS_FILE,
     _load_into,
+    _unpickler_reason,
     atomic_write,
     load_weights,
     save_weights,
@@ -274,7 +276,34 @@ def checkpoint_step(output_dir: str | Path) -> int | None:
     path = Path(output_dir) / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    return int(_read_checkpoint(path)["step"])
+
+
+_CHECKPOINT_KEYS = ("config", "step", "seconds", "model", "optimizer", "scheduler")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """Our checkpoint in `path`, loaded as data only; anything else is refused, never used
+    and never deleted (the folder may hold another tool's files)."""
+    advice = (
+        "it was not written by napari-wne train: move it away, or train into another output folder"
+    )
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"refused to load {path}: {_unpickler_reason(err)}; {advice}") from None
+    except Exception as err:  # a foreign or damaged file fails in many ways
+        raise ValueError(
+            f"{path} is not a readable training checkpoint ({type(err).__name__}: {err}); {advice}"
+        ) from None
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing or saved.get("format") != 1 or not isinstance(saved.get("config"), str):
+        found = sorted(map(str, saved))[:8] if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(
+            f"{path} is not a napari-wne training checkpoint (it lacks {missing or ['format 1']}; "
+            f"found {found}); {advice}"
+        )
+    return saved
 
 
 def _compare_configs(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
@@ -373,7 +402,7 @@ def train(
         gen = torch.Generator().manual_seed(config.seed)
         step, elapsed, val_psnr = 0, 0.0, None
         if checkpoint_path.is_file():
-            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            saved = _read_checkpoint(checkpoint_path)
             _compare_configs(json.loads(saved["config"]), config.to_dict(), out_dir)
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
