@@ -17,9 +17,9 @@ from datetime import date
 
 import numpy as np
 import torch
+
 from _data import CORRELATED_LEVELS, MICROSCOPY, correlated_benchmark, microscopy_pairs
 from _report import DOCS, machine
-
 from napari_wne.camera import CameraNoise, simulate_camera
 from napari_wne.datasets import read_image
 from napari_wne.noise_stats import autocorrelation, estimate_correlation, variance_vs_mean

@@ -22,13 +22,13 @@ from datetime import date
 
 import numpy as np
 import torch
-from _data import CORRELATED_LEVELS, correlated_benchmark
-from _report import RESULTS, machine, write_section
-from quality_microscopy import best_blur, non_local_means
 from scipy.ndimage import gaussian_filter
 
+from _data import CORRELATED_LEVELS, correlated_benchmark
+from _report import RESULTS, machine, write_section
 from napari_wne import MODELS, denoise
 from napari_wne.metrics import scores
+from quality_microscopy import best_blur, non_local_means
 
 
 def bm3d_or_none():

@@ -79,6 +79,7 @@ def denoise(
     blend: int = 16,
     norm: Norm = "tile",
     batch_size: int | None = None,
+    tta: bool = False,
     block: int | tuple[int, ...] | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -127,6 +128,10 @@ def denoise(
         kept around each tile (default: `napari_wne.engine.default_halo`), the
         width of the blend between tiles, "tile" or "global" normalization statistics, and
         tiles per forward pass (default: as many as hold about 2 M voxels).
+    tta:
+        Test-time augmentation: average the model over the 8 flips and quarter turns of
+        each plane (`napari_wne.tta`). Exactly as equivariant, 8 times slower; its gain is
+        measured in docs/results.md.
     block:
         Side of the blocks (one task each, one zarr shard each); default 4096 in 2D and
         (128, 512, 512) in 3D, capped by the image.
@@ -197,7 +202,9 @@ def denoise(
     if dtype not in ("float32", "input"):
         raise ValueError(f"dtype must be 'float32' or 'input', got {dtype!r}")
     out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
-    settings = TileSettings(tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size)
+    settings = TileSettings(
+        tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size, tta=tta
+    )
     instance_shape = layout.spatial_shape(source.shape)
     make_engine = functools.partial(
         _engine, spec.name, layout, instance_shape, str(torch_device), settings

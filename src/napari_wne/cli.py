@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--batch-size", type=int, help="tiles per forward pass (default: ~2 M voxels)"
         )
+        sub.add_argument(
+            "--tta",
+            action="store_true",
+            help="test-time augmentation: average over the 8 flips and turns (8x the time)",
+        )
         sub.add_argument("--block", type=int, nargs="+", help="block (task and shard) side(s)")
         sub.add_argument("--resume", action="store_true", help="finish an interrupted run")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -237,6 +242,7 @@ def _denoise_file(source: Path, target: Path, args: argparse.Namespace) -> Denoi
         halo=args.overlap,
         norm=args.norm,
         batch_size=args.batch_size,
+        tta=args.tta,
         block=_one_or_tuple(args.block),
         resume=args.resume,
         overwrite=(not args.resume) if as_tiff else args.overwrite,  # staging is ours
