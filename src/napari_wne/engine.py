@@ -179,7 +179,8 @@ class Engine:
         tile_dtype = np.float64 if wne else np.float32
         result_dtype = np.result_type(data.dtype, np.float32)
         out = np.zeros([r.stop - r.start for r in region], dtype=result_dtype)
-        weight = np.zeros(out.shape, dtype=np.float32)
+        # Weights sum in the result's dtype: a float32 sum's rounding (6e-8) would be 60 at 1e9.
+        weight = np.zeros_like(out)
         batch = self.batch_size
         for start in range(0, len(tiles), batch):
             group = tiles[start : start + batch]
@@ -193,7 +194,7 @@ class Engine:
                 )
                 if any(s.start >= s.stop for s in inside):
                     continue
-                w = tile.weights_in(_shift(inside, tile.slices))
+                w = tile.weights_in(_shift(inside, tile.slices), result_dtype)
                 target = _shift(inside, region)
                 out[target] += w * prediction[_shift(inside, tile.slices)]
                 weight[target] += w
@@ -255,7 +256,7 @@ def _check_float32_range(data: np.ndarray, model: str) -> None:
     if data.dtype.kind != "f" or data.dtype.itemsize <= 4:
         return
     largest = float(np.abs(data).max())
-    if largest > np.finfo(np.float32).max:
+    if largest > float(np.finfo(np.float32).max):
         raise ValueError(
             f"the image has values up to {largest:.4g}, beyond the float32 range (3.4e38) in "
             f"which the plain model {model!r} computes; rescale the image (e.g. divide it by "
@@ -277,9 +278,11 @@ def _check_result(
         f"in the block at [{where}] (input values {span})"
     )
     if wne:
-        advice = (
-            f"the denoised intensities do not fit in {result.dtype}; rescale the image "
-            "(e.g. divide it by 1e6), or pass float32 data as float64"
+        advice = f"the denoised intensities do not fit in {result.dtype}; rescale the image"
+        advice += (
+            " (e.g. divide it by 1e6)"
+            if result.dtype == np.float64
+            else ", or pass it as float64 (with dtype='input' to keep float64)"
         )
     else:
         advice = (

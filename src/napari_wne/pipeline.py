@@ -88,7 +88,8 @@ def cast(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
         if top != ceiling:
             out[values >= ceiling] = info.max
         return out
-    out = result.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # an overflow is reported below, with its cause
+        out = result.astype(dtype, copy=False)
     if out.dtype.itemsize < result.dtype.itemsize:
         _check_narrowed(result, out)
     return out
