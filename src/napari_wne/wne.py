@@ -19,28 +19,28 @@ def instance_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Computed in float64 for float64 input and in float32 otherwise, whatever autocast
     says: half-precision sums over a megavoxel tile would lose the equivariance. float64
-    input (what the engine passes) is first scaled by a power of two per instance, which is
-    exact: squares of intensities near 1e160 or 1e-160 would overflow or vanish otherwise.
+    input (what the engine passes) whose squares would overflow or vanish (intensities
+    near 1e160 or 1e-160) is scaled by a power of two first, which is exact.
     """
     stat_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
     flat = y.to(stat_dtype).reshape(y.shape[0], -1)
-    scale = _power_of_two_scale(flat) if stat_dtype == torch.float64 else None
-    if scale is not None:
-        flat = flat / scale
-    mean = flat.mean(dim=1)
-    # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
-    std = (flat - mean[:, None]).square().mean(dim=1).sqrt()
-    if scale is not None:
+    mean, std = _mean_std(flat)
+    # One check, and only on float64: a float32 training step never waits for it.
+    if stat_dtype == torch.float64 and not bool(torch.all(torch.isfinite(std) & (std > 2**-450))):
+        _, exponent = torch.frexp(flat.abs().amax(dim=1, keepdim=True))
+        # 2**1024 is inf: intensities above 2**1023 get 2**1023, so |flat / scale| < 2.
+        scale = torch.ldexp(torch.ones_like(exponent, dtype=stat_dtype), exponent.clamp(max=1023))
+        mean, std = _mean_std(flat / scale)
         mean, std = mean * scale[:, 0], std * scale[:, 0]
     view = (y.shape[0],) + (1,) * (y.ndim - 1)
     return mean.reshape(view), std.reshape(view)
 
 
-def _power_of_two_scale(flat: torch.Tensor) -> torch.Tensor:
-    """Per row, the power of two just above the largest magnitude (1 for an all-zero row)."""
-    _, exponent = torch.frexp(flat.abs().amax(dim=1, keepdim=True))
-    # 2**1024 is inf: intensities above 2**1023 get 2**1023, so |flat / scale| < 2.
-    return torch.ldexp(torch.ones_like(flat[:, :1]), exponent.clamp(max=1023))
+def _mean_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the mean, and the population std about it."""
+    mean = flat.mean(dim=1)
+    # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
+    return mean, (flat - mean[:, None]).square().mean(dim=1).sqrt()
 
 
 def _per_instance(value: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
