@@ -177,6 +177,24 @@ def test_result_beyond_the_largest_float_is_a_clear_error(dtype):
         denoise(image, dtype="input", **WNE_MODEL)
 
 
+def test_float16_round_trips_and_refuses_what_it_cannot_hold(noise):
+    image = (1000 + 15 * noise).astype(np.float16)
+    result = _finite(denoise(image, dtype="input", **WNE_MODEL))
+    assert result.dtype == np.float16
+    reference = denoise(image.astype(np.float32), **WNE_MODEL)
+    np.testing.assert_allclose(result, reference, rtol=1e-3)  # float16 keeps 11 bits
+    bright = np.full((32, 32), np.finfo(np.float16).max, dtype=np.float16)
+    bright[16, 16] = 0
+    with pytest.raises(ValueError, match=r"float16 .*cannot hold.*rescale the image"):
+        denoise(bright, dtype="input", **WNE_MODEL)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="longdouble is float64 here")
+def test_extended_precision_is_refused_with_a_conversion_hint():
+    with pytest.raises(TypeError, match=r"computes in at most float64.*astype\(numpy.float64\)"):
+        denoise(np.ones((32, 32), dtype=np.longdouble), **WNE_MODEL)
+
+
 def test_statistics_survive_intensities_near_the_float64_limits():
     for scale in (1e300, 1e-300):
         y = torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64) * scale

@@ -106,8 +106,9 @@ def _check_narrowed(result: np.ndarray, out: np.ndarray) -> None:
     raise ValueError(
         f"the result spans magnitudes {smallest:.4g} to {largest:.4g}, which {out.dtype} "
         f"(normal range {info.smallest_normal:.3g} to {info.max:.3g}) cannot hold "
-        f"({int(lost.sum())} values would become inf or lose their precision); pass "
-        "dtype='input' to keep the input's float64, or rescale the image"
+        f"({int(lost.sum())} values would become inf or lose their precision); rescale the "
+        "image, or ask for an output dtype that holds it (dtype='input' keeps float64 input "
+        "as float64)"
     )
 
 
