@@ -170,3 +170,19 @@ def test_wrapper_rejects_an_unbatched_tensor_and_a_shape_changing_backbone():
     shrink = WNE(torch.nn.Conv2d(1, 1, 3))
     with pytest.raises(RuntimeError, match="changed the shape"):
         shrink(torch.randn(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize(("offset", "scale"), [(0.0, 15.0), (1e9, 15.0), (-1e300, 1e294)])
+def test_float64_input_to_a_float32_backbone_keeps_offsets_of_any_size(offset, scale):
+    """The engine's path: statistics and normalization in float64, only the normalized
+    values (of order one) cast to the float32 backbone, and the map back in float64.
+    (float32 spaces values 64 apart at 1e9, and holds nothing near 1e300.)"""
+    torch.manual_seed(0)
+    model = WNE(build_backbone("dncnn", spatial_dims=2)).eval()
+    y = scale * torch.randn(SHAPES[2], dtype=torch.float64) + offset
+    held = y - offset  # exact (Sterbenz): the signal the float64 input really holds
+    with torch.no_grad():
+        shifted, near_zero = model(y), model(held)
+    assert shifted.dtype == torch.float64 and torch.isfinite(shifted).all()
+    error = ((shifted - offset) - near_zero).abs().max() / held.std(unbiased=False)
+    assert error <= 1e-5

@@ -122,7 +122,8 @@ def denoise(
     device:
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     dtype:
-        "float32" (default), or "input" to round and clip back to the input's dtype.
+        "float32" (default), or "input" for the input's dtype: integers are rounded and
+        saturate at their range; float64 input keeps float64 precision throughout.
     tile, halo, blend, norm, batch_size:
         Tiling (see `napari_wne.engine.TileSettings`): the largest tile side, the context
         kept around each tile (default: `napari_wne.engine.default_halo`), the
@@ -168,8 +169,9 @@ def denoise(
     ------
     ValueError
         NaN or infinite pixels, an empty image, axes that do not fit the shape, an unknown
-        model or device, an output that is the input. For dask input, pixel checks run
-        when the result is computed.
+        model or device, an output that is the input, a result that the output dtype
+        cannot hold (e.g. float64 beyond 3.4e38 with ``dtype="float32"``). For dask input,
+        pixel checks run when the result is computed.
     TypeError
         Boolean, complex, object or text data, or something that is not an image.
     FileExistsError
@@ -391,6 +393,11 @@ def _to_zarr(
 
 
 def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise TypeError(
+            f"cannot denoise a {dtype} image: napari-wne computes in at most float64; "
+            "convert it with image.astype(numpy.float64) (rescale values beyond 1.8e308 first)"
+        )
     if dtype.kind in "iuf":
         return
     kinds = {"b": "boolean (a mask?)", "c": "complex", "O": "object", "U": "text", "S": "bytes"}

@@ -22,7 +22,7 @@ from .backbones import BACKBONES
 from .models import get_model, load_model
 from .tiling import Tile, TileGrid
 from .tta import with_tta
-from .wne import WNE
+from .wne import WNE, instance_stats
 
 __all__ = ["Block", "Engine", "TileSettings", "default_halo", "effective_radius"]
 
@@ -119,6 +119,7 @@ class Engine:
         self.layout = layout
         self.device = device
         self.settings = settings
+        self.model_name = model
         self.model = load_model(model, layout.spatial_dims, str(device))
         if settings.tta:
             self.model = with_tta(self.model)
@@ -167,17 +168,30 @@ class Engine:
     ) -> np.ndarray:
         """Denoise `region` from `data` (the instance's `box`, spatial axes in ZYX order).
 
+        The result is float32, or float64 where float32 cannot hold the input's values
+        exactly (float64 and integers wider than 16 bits): a 1e9 offset keeps its unit
+        digits. It is always finite: what cannot be represented is a clear error.
+
         `on_tiles(done, total)` is called after each forward pass, so a block that holds a
         whole large plane still shows progress.
         """
         _check_finite(data)
-        out = np.zeros([r.stop - r.start for r in region], dtype=np.float32)
+        wne = isinstance(self.model, WNE)
+        if not wne:
+            _check_float32_range(data, self.model_name)
+        # WNE models get float64 tiles: their statistics and normalization run in float64,
+        # only the normalized values (of order one) reach the backbone as float32.
+        tile_dtype = np.float64 if wne else np.float32
+        result_dtype = np.result_type(data.dtype, np.float32)
+        out = np.zeros([r.stop - r.start for r in region], dtype=result_dtype)
+        # Weights sum in the result's dtype: a float32 sum's rounding (6e-8) would be 60 at 1e9.
         weight = np.zeros_like(out)
         batch = self.batch_size
         for start in range(0, len(tiles), batch):
             group = tiles[start : start + batch]
-            stack = np.stack([self._tile_input(data, box, t) for t in group])
-            predictions = self._forward(stack, stats)
+            stack = np.stack([self._tile_input(data, box, t, tile_dtype) for t in group])
+            with np.errstate(over="ignore"):  # what overflows is reported below, as a whole
+                predictions = self._forward(stack, stats).astype(result_dtype, copy=False)
             for tile, prediction in zip(group, predictions, strict=True):
                 inside = tuple(
                     slice(max(t.start, r.start), min(t.stop, r.stop))
@@ -185,33 +199,40 @@ class Engine:
                 )
                 if any(s.start >= s.stop for s in inside):
                     continue
-                w = tile.weights_in(_shift(inside, tile.slices))
+                w = tile.weights_in(_shift(inside, tile.slices), result_dtype)
                 target = _shift(inside, region)
                 out[target] += w * prediction[_shift(inside, tile.slices)]
                 weight[target] += w
             if on_tiles is not None:
                 on_tiles(start + len(group), len(tiles))
         # The weights add to one already; dividing absorbs their last-bit rounding.
-        return out / weight
+        result = out / weight
+        _check_result(result, data, region, self.model_name, wne)
+        return result
 
-    def _tile_input(self, data: np.ndarray, box: tuple[slice, ...], tile: Tile) -> np.ndarray:
+    def _tile_input(
+        self, data: np.ndarray, box: tuple[slice, ...], tile: Tile, dtype: type
+    ) -> np.ndarray:
         """The tile's voxels; a tile reaching past the image end is padded by reflection."""
         inside = tuple(
             slice(t.start, min(t.stop, n))
             for t, n in zip(tile.slices, self.grid.shape, strict=True)
         )
-        values = data[_shift(inside, box)].astype(np.float32, copy=False)
+        values = data[_shift(inside, box)].astype(dtype, copy=False)
         overhang = [(0, t.stop - i.stop) for t, i in zip(tile.slices, inside, strict=True)]
         return np.pad(values, overhang, mode="reflect") if any(o for _, o in overhang) else values
 
     def _forward(self, stack: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
-        x = torch.from_numpy(stack).unsqueeze(1).to(self.device)
+        """The model's output for a stack of tiles, in the stack's dtype."""
+        x = torch.from_numpy(stack).unsqueeze(1)
+        if x.dtype != torch.float64 or self.device.type != "mps":
+            x = x.to(self.device)  # MPS holds no float64: WNE normalizes on the CPU there
         with torch.inference_mode():
             if stats is not None and isinstance(self.model, WNE):
                 y = self.model(x, stats=stats)
             else:
                 y = self.model(x)
-        return y[:, 0].float().cpu().numpy()
+        return y[:, 0].to("cpu", x.dtype).numpy()
 
 
 def _shift(slices: Sequence[slice], origin: Sequence[slice]) -> tuple[slice, ...]:
@@ -235,12 +256,59 @@ def _check_finite(block: np.ndarray) -> None:
     )
 
 
+def _check_float32_range(data: np.ndarray, model: str) -> None:
+    """Plain models compute on raw intensities in float32: refuse what float32 cannot hold."""
+    if data.dtype.kind != "f" or data.dtype.itemsize <= 4:
+        return
+    largest = float(np.abs(data).max())
+    if largest > float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"the image has values up to {largest:.4g}, beyond the float32 range (3.4e38) in "
+            f"which the plain model {model!r} computes; rescale the image (e.g. divide it by "
+            "1e30), or use a WNE model (e.g. 'unet-wne'), which normalizes in float64 first"
+        )
+
+
+def _check_result(
+    result: np.ndarray, data: np.ndarray, region: tuple[slice, ...], model: str, wne: bool
+) -> None:
+    """Never hand on NaN or infinity as a result: say why it happened and what to do."""
+    finite = np.isfinite(result)
+    if finite.all():
+        return
+    span = f"{float(data.min()):.4g} to {float(data.max()):.4g}"
+    where = ", ".join(f"{r.start}:{r.stop}" for r in region)
+    problem = (
+        f"model {model!r} gave {int(finite.size - finite.sum())} NaN or infinite values "
+        f"in the block at [{where}] (input values {span})"
+    )
+    if wne:
+        advice = f"the denoised intensities do not fit in {result.dtype}; rescale the image"
+        advice += (
+            " (e.g. divide it by 1e6)"
+            if result.dtype == np.float64
+            else ", or pass it as float64 (with dtype='input' to keep float64)"
+        )
+    else:
+        advice = (
+            "a plain model computes on raw intensities in float32; rescale the image to a "
+            "moderate range (e.g. 0 to 1000), or use a WNE model (e.g. 'unet-wne'), which "
+            "normalizes in float64 first"
+        )
+    raise ValueError(f"{problem}: {advice}")
+
+
 def global_stats(read_strided: Callable[[int], np.ndarray], shape: Sequence[int]) -> tuple:
-    """Mean and population std of one instance from a strided subsample (<= ~4M voxels)."""
+    """Mean and population std of one instance from a strided subsample (<= ~4M voxels).
+
+    Computed by `napari_wne.wne.instance_stats` in float64, like the statistics of a tile.
+    """
     step = max(1, math.ceil((math.prod(shape) / 4_000_000) ** (1 / len(shape))))
-    sample = read_strided(step).astype(np.float64)
+    sample = read_strided(step)
     _check_finite(sample)
-    return float(sample.mean()), float(sample.std())
+    flat = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float64).reshape(1, -1))
+    mean, std = instance_stats(flat)
+    return float(mean), float(std)
 
 
 EXACT_HALO_MAX = 32

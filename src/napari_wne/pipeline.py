@@ -70,11 +70,46 @@ def read_block(engine: Engine, source: Source, axes: str, block: Block):
 
 
 def cast(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float results in the output dtype: integers are rounded and clipped to their range."""
+    """Float results in the output dtype: integers are rounded and saturate at their range.
+
+    Integers are rounded and clipped in float64, against bounds that float64 holds exactly:
+    float(2**63 - 1) is 2**63, and casting that to int64 would wrap to -2**63. A float
+    result that the output's float type cannot hold is an error, never inf or a silent 0.
+    """
+    dtype = np.dtype(dtype)
     if dtype.kind in "iu":
+        values = np.rint(result.astype(np.float64, copy=False))
+        if np.isnan(values).any():
+            raise ValueError("the result has NaN values; they have no integer value to write")
         info = np.iinfo(dtype)
-        return np.clip(np.rint(result), info.min, info.max).astype(dtype)
-    return result.astype(dtype, copy=False)
+        ceiling = float(info.max)  # rounds up to 2**bits for the 64-bit types
+        top = ceiling if int(ceiling) == info.max else float(np.nextafter(ceiling, 0.0))
+        out = np.clip(values, float(info.min), top).astype(dtype)
+        if top != ceiling:
+            out[values >= ceiling] = info.max
+        return out
+    with np.errstate(over="ignore"):  # an overflow is reported below, with its cause
+        out = result.astype(dtype, copy=False)
+    if out.dtype.itemsize < result.dtype.itemsize:
+        _check_narrowed(result, out)
+    return out
+
+
+def _check_narrowed(result: np.ndarray, out: np.ndarray) -> None:
+    """Refuse a float result that overflows or vanishes in a narrower float type."""
+    info = np.finfo(out.dtype)
+    magnitude = np.abs(result)
+    lost = (magnitude > info.max) | ((magnitude < info.smallest_normal) & (result != 0))
+    if not lost.any():
+        return
+    largest, smallest = float(magnitude.max()), float(magnitude[result != 0].min())
+    raise ValueError(
+        f"the result spans magnitudes {smallest:.4g} to {largest:.4g}, which {out.dtype} "
+        f"(normal range {info.smallest_normal:.3g} to {info.max:.3g}) cannot hold "
+        f"({int(lost.sum())} values would become inf or lose their precision); rescale the "
+        "image, or ask for an output dtype that holds it (dtype='input' keeps float64 input "
+        "as float64)"
+    )
 
 
 def write_block(

@@ -18,15 +18,29 @@ def instance_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and population std of each instance, shaped (N, 1, 1, ...) for broadcasting.
 
     Computed in float64 for float64 input and in float32 otherwise, whatever autocast
-    says: half-precision sums over a megavoxel tile would lose the equivariance.
+    says: half-precision sums over a megavoxel tile would lose the equivariance. float64
+    input (what the engine passes) whose squares would overflow or vanish (intensities
+    near 1e160 or 1e-160) is scaled by a power of two first, which is exact.
     """
     stat_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
     flat = y.to(stat_dtype).reshape(y.shape[0], -1)
-    mean = flat.mean(dim=1)
-    # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
-    std = (flat - mean[:, None]).square().mean(dim=1).sqrt()
+    mean, std = _mean_std(flat)
+    # One check, and only on float64: a float32 training step never waits for it.
+    if stat_dtype == torch.float64 and not bool(torch.all(torch.isfinite(std) & (std > 2**-450))):
+        _, exponent = torch.frexp(flat.abs().amax(dim=1, keepdim=True))
+        # 2**1024 is inf: intensities above 2**1023 get 2**1023, so |flat / scale| < 2.
+        scale = torch.ldexp(torch.ones_like(exponent, dtype=stat_dtype), exponent.clamp(max=1023))
+        mean, std = _mean_std(flat / scale)
+        mean, std = mean * scale[:, 0], std * scale[:, 0]
     view = (y.shape[0],) + (1,) * (y.ndim - 1)
     return mean.reshape(view), std.reshape(view)
+
+
+def _mean_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the mean, and the population std about it."""
+    mean = flat.mean(dim=1)
+    # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
+    return mean, (flat - mean[:, None]).square().mean(dim=1).sqrt()
 
 
 def _per_instance(value: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
@@ -83,7 +97,7 @@ class WNE(nn.Module):
         # the output s*g(0) + m collapses to the constant m (never 0/0 = NaN).
         divisor = torch.where(std > 0, std + self.eps, torch.ones_like(std))
         normalized = (y.to(mean.dtype) - mean) / divisor
-        g = self.backbone(normalized.to(y.dtype)).to(mean.dtype)
+        g = self.backbone(self._backbone_input(normalized, y)).to(y.device, mean.dtype)
         if g.shape != y.shape:
             raise RuntimeError(
                 f"backbone changed the shape {tuple(y.shape)} -> {tuple(g.shape)}; "
@@ -91,6 +105,19 @@ class WNE(nn.Module):
             )
         out = y.to(mean.dtype) - std * g if self.residual else std * g + mean
         return out.to(torch.promote_types(y.dtype, torch.float32))
+
+    def _backbone_input(self, normalized: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The normalized batch on the backbone's device, in the dtype it computes in.
+
+        float64 input (the engine's, so that huge offsets or intensities survive the
+        statistics) reaches a float32 backbone as float32: normalized values are of order
+        one, so nothing is lost. Other input keeps its dtype, as training expects.
+        """
+        parameter = next(self.backbone.parameters(), None)
+        if parameter is None:  # nothing fixes its dtype or device
+            return normalized.to(y.dtype)
+        dtype = parameter.dtype if y.dtype == torch.float64 else y.dtype
+        return normalized.to(parameter.device, dtype)
 
     def extra_repr(self) -> str:
         return f"residual={self.residual}, eps={self.eps}"
