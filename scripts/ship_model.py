@@ -22,7 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _data import DATA, VALIDATION_PAIR, microscopy_pairs  # noqa: E402
+from _data import (  # noqa: E402
+    DATA,
+    VALIDATION_PAIR,
+    correlated_benchmark,
+    microscopy_pairs,
+)
 from _report import DOCS, write_section  # noqa: E402
 from napari_wne import MODELS, denoise  # noqa: E402
 from napari_wne.metrics import scores  # noqa: E402
@@ -38,6 +43,11 @@ def measured_scores(run: Path) -> dict[str, dict[str, float]]:
         group = "w2s_widefield" if name.startswith("w2s") else name.replace(" ", "_")
         result = denoise(noisy.astype("float32"), str(run), device="cpu", verbose=False)
         found.setdefault(group, []).append((scores(result, clean), scores(noisy, clean)))
+    for level, _, noisy, clean in correlated_benchmark():
+        result = denoise(noisy, str(run), device="cpu", verbose=False)
+        found.setdefault(f"correlated_{level}", []).append(
+            (scores(result, clean), scores(noisy, clean))
+        )
     return {
         group: {
             "images": len(pairs),
@@ -69,19 +79,10 @@ def card_lines(card: dict) -> list[str]:
         f"- **Data:** {len(card['training_data'])} sources: "
         + ", ".join(f"`{d}`" for d in card["training_data"])
         + ".",
-        f"- **Noise:** {noise['kind']}: Gaussian sigma {noise['sigma_range'][0]}-"
-        f"{noise['sigma_range'][1]} of the [0, 1] range, or Poisson with "
-        f"{noise['photons_range'][0]:g}-{noise['photons_range'][1]:g} photons at full scale "
-        f"plus read noise up to {noise['read_noise_max']}"
-        + (
-            f"; random contrast {noise['contrast_range'][0]}-{noise['contrast_range'][1]} "
-            "and offset"
-            if noise["jitter"]
-            else ""
-        )
-        + ".",
-        f"- **Validation** (W2S pair 010_0, PSNR after the pair's gain fit): "
-        f"{card['final_val_psnr']:.2f} dB (input {card['val_input_psnr']:.2f} dB).",
+        f"- **Noise:** {noise_text(noise)}",
+        f"- **Validation** ({card.get('validation', 'W2S pair 010_0')}; PSNR after the "
+        f"pair's gain fit): {card['final_val_psnr']:.2f} dB "
+        f"(input {card['val_input_psnr']:.2f} dB).",
         "",
         "| real data (never trained on) | images | input PSNR / SSIM | model PSNR / SSIM |",
         "|---|---|---|---|",
@@ -96,19 +97,46 @@ def card_lines(card: dict) -> list[str]:
     return [*lines, "", f"Scores: {card['scores']['how']}.", ""]
 
 
+def noise_text(noise: dict) -> str:
+    """The training noise in a sentence (the camera model's parts are in docs/training.md)."""
+    jitter = (
+        f"; random contrast {noise['contrast_range'][0]}-{noise['contrast_range'][1]} and offset"
+        if noise["jitter"]
+        else ""
+    )
+    if noise["kind"] == "camera":
+        cam = noise["camera"]
+        return (
+            f"the camera model (docs/training.md): {cam['photons_range'][0]:g}-"
+            f"{cam['photons_range'][1]:g} photons at full scale, read noise up to "
+            f"{cam['read_noise_range'][1]:g} e-, correlated noise in {cam['p_correlated']:.0%} "
+            f"of patches, sCMOS pixels, hot pixels, {'/'.join(map(str, cam['bit_depths']))}"
+            f"-bit quantization and saturation{jitter}."
+        )
+    return (
+        f"{noise['kind']}: Gaussian sigma {noise['sigma_range'][0]}-{noise['sigma_range'][1]} "
+        f"of the [0, 1] range, or Poisson with {noise['photons_range'][0]:g}-"
+        f"{noise['photons_range'][1]:g} photons at full scale plus read noise up to "
+        f"{noise['read_noise_max']}{jitter}."
+    )
+
+
 def comparison(cards: list[dict]) -> list[str]:
     """One row per shipped model: its scores on each set of real pairs, and its budget."""
-    groups = [g for g in cards[0]["scores"] if g != "how"]
+    groups = list(dict.fromkeys(g for c in cards for g in c["scores"] if g != "how"))
     rows = [
         "| model | " + " | ".join(f"{g} PSNR / SSIM" for g in groups) + " | steps | CPU time |",
         "|---|" + "---|" * (len(groups) + 2),
     ]
-    first = cards[0]["scores"]
+    first = {g: c["scores"][g] for c in reversed(cards) for g in c["scores"] if g != "how"}
     inputs = [f"{first[g]['input_psnr']:.2f} / {first[g]['input_ssim']:.3f}" for g in groups]
     rows.append("| noisy input | " + " | ".join(inputs) + " | | |")
     for card in cards:
         cells = [
-            f"{card['scores'][g]['psnr']:.2f} / {card['scores'][g]['ssim']:.3f}" for g in groups
+            f"{card['scores'][g]['psnr']:.2f} / {card['scores'][g]['ssim']:.3f}"
+            if g in card["scores"]
+            else "not measured"
+            for g in groups
         ]
         rows.append(
             f"| `{card['name']}` | "
@@ -151,6 +179,12 @@ def main() -> None:
         },
     )
     card["config"]["output_dir"] = f"runs/{spec.name}"
+    if card["noise"]["kind"] == "camera":  # scripts/train_campaign.py validates on two pairs
+        card["validation"] = "W2S pair 010_0, and its clean image with correlated noise"
+    if card["config"].get("init_weights"):  # a path on the training machine: name its model
+        start = Path(card["config"]["init_weights"])
+        card["config"]["init_weights"] = f"{start.parent.name} (as shipped before {date.today()})"
+        card["fine_tuned_from"] = card["config"]["init_weights"]
     card["config"]["data"] = card["training_data"]
     target = ROOT / "src" / "napari_wne" / "weights" / spec.name
     target.mkdir(parents=True, exist_ok=True)

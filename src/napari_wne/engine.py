@@ -186,9 +186,8 @@ class Engine:
         out = np.zeros([r.stop - r.start for r in region], dtype=result_dtype)
         # Weights sum in the result's dtype: a float32 sum's rounding (6e-8) would be 60 at 1e9.
         weight = np.zeros_like(out)
-        batch = self.batch_size
-        for start in range(0, len(tiles), batch):
-            group = tiles[start : start + batch]
+        done = 0
+        for group in _same_shape_batches(tiles, self.batch_size, self._in_image):
             stack = np.stack([self._tile_input(data, box, t, tile_dtype) for t in group])
             with np.errstate(over="ignore"):  # what overflows is reported below, as a whole
                 predictions = self._forward(stack, stats).astype(result_dtype, copy=False)
@@ -203,8 +202,9 @@ class Engine:
                 target = _shift(inside, region)
                 out[target] += w * prediction[_shift(inside, tile.slices)]
                 weight[target] += w
+            done += len(group)
             if on_tiles is not None:
-                on_tiles(start + len(group), len(tiles))
+                on_tiles(done, len(tiles))
         # The weights add to one already; dividing absorbs their last-bit rounding.
         result = out / weight
         _check_result(result, data, region, self.model_name, wne)
@@ -213,14 +213,19 @@ class Engine:
     def _tile_input(
         self, data: np.ndarray, box: tuple[slice, ...], tile: Tile, dtype: type
     ) -> np.ndarray:
-        """The tile's voxels; a tile reaching past the image end is padded by reflection."""
-        inside = tuple(
+        """The tile's voxels inside the image (a tile reaching past its end is cut there).
+
+        The network then sees the image end exactly as whole-image inference does, with its
+        own padding beyond it; padding the tile here instead (by reflection, say) changed
+        the last voxels of every axis for networks that pad with zeros.
+        """
+        return data[_shift(self._in_image(tile), box)].astype(dtype, copy=False)
+
+    def _in_image(self, tile: Tile) -> tuple[slice, ...]:
+        return tuple(
             slice(t.start, min(t.stop, n))
             for t, n in zip(tile.slices, self.grid.shape, strict=True)
         )
-        values = data[_shift(inside, box)].astype(dtype, copy=False)
-        overhang = [(0, t.stop - i.stop) for t, i in zip(tile.slices, inside, strict=True)]
-        return np.pad(values, overhang, mode="reflect") if any(o for _, o in overhang) else values
 
     def _forward(self, stack: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
         """The model's output for a stack of tiles, in the stack's dtype."""
@@ -233,6 +238,23 @@ class Engine:
             else:
                 y = self.model(x)
         return y[:, 0].to("cpu", x.dtype).numpy()
+
+
+def _same_shape_batches(
+    tiles: Sequence[Tile], size: int, extent: Callable[[Tile], tuple[slice, ...]]
+) -> list[list[Tile]]:
+    """Tiles in batches of at most `size` whose in-image parts share one shape.
+
+    Most tiles have the full shape; those cut by the image end form batches of their own.
+    """
+    groups: dict[tuple[int, ...], list[list[Tile]]] = {}
+    for tile in tiles:
+        shape = tuple(s.stop - s.start for s in extent(tile))
+        batches = groups.setdefault(shape, [[]])
+        if len(batches[-1]) == size:
+            batches.append([])
+        batches[-1].append(tile)
+    return [batch for batches in groups.values() for batch in batches]
 
 
 def _shift(slices: Sequence[slice], origin: Sequence[slice]) -> tuple[slice, ...]:

@@ -34,7 +34,8 @@ class AxisTiling:
     tile asked for: the axis gets the fewest such tiles that cover it with the required
     overlap, then the tiles shrink as far as they can while still covering it (a
     2048-voxel axis costs 5 x 448 voxels, not 5 x 512). The last tile may reach past the
-    end of the axis; the engine pads it by reflection, so every tile has one shape.
+    end of the axis; the engine cuts it at the end, so the network meets the image's end
+    exactly as in whole-image inference.
     """
 
     size: int
