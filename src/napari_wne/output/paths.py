@@ -121,14 +121,18 @@ def foreign_entries(path: Path) -> list[str]:
 
 
 def remove_ours(path: Path) -> None:
-    """Delete one of our stores: the data first, the bookkeeping that marks it ours last.
+    """Delete one of our stores in an order that a kill at any step leaves safe.
 
-    A kill halfway leaves a folder that is still recognisably ours, so it can be replaced
-    or resumed later, never a folder that looks foreign.
+    The metadata that says "complete" goes first, so a half-removed store never looks
+    finished (`resume` then creates it again); our bookkeeping folder goes last, so the
+    remains are still recognisably ours and may be replaced or resumed later.
     """
     if owner(path) != "ours":
         raise FileExistsError(f"refusing to delete {path}: napari-wne did not write it")
-    for entry in sorted(os.scandir(path), key=lambda e: e.name == STATE_DIR):
+    created = path / STATE_DIR / "created"
+    created.unlink(missing_ok=True)
+    first = {"zarr.json": 0, "0": 1, STATE_DIR: 3}
+    for entry in sorted(os.scandir(path), key=lambda e: first.get(e.name, 2)):
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
         else:
