@@ -42,7 +42,9 @@ class StaleLockWarning(UserWarning):
 
 
 def lock_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.napari-wne-lock")
+    """Beside the output, in its resolved folder: two spellings of one path share a lock."""
+    parent = output.parent.resolve() if output.parent.exists() else output.parent
+    return parent / f".{output.name}.napari-wne-lock"
 
 
 @contextmanager
