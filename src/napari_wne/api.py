@@ -328,7 +328,7 @@ def _to_zarr(
         "norm": settings.norm,
         "block": list(block_shape),
     }
-    with output_lock(output), store.disk_errors():
+    with store.disk_errors(), output_lock(output):
         resumed = store.create(
             shape=out_shape, dtype=out_dtype, axes=out_axes, chunks=chunks, shards=shards,
             run=run, fingerprint=input_fingerprint(source.path, source.array),

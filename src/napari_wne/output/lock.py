@@ -14,6 +14,7 @@ host whose process is gone (or whose pid now belongs to a younger process) is st
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import socket
@@ -63,14 +64,13 @@ def output_lock(output: Path) -> Iterator[None]:
 
 def _acquire(output: Path) -> tuple[int, Path]:
     path = lock_path(output)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise PermissionError(f"cannot write the output {output}: {err}") from err
     while True:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise  # e.g. a full disk: the caller says how to resume
             raise PermissionError(f"cannot write the output {output}: {err}") from err
         locked = _flock(fd)
         if locked is False:
