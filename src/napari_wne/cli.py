@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -285,7 +286,16 @@ def _denoise_to_tiff(
         if fresh and owner(staging) == "ours":  # nothing worth resuming for a failed run
             remove_ours(staging)
         raise
-    _zarr_to_tiff(written, target)
+    try:
+        _zarr_to_tiff(written, target)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFullError(
+            err.errno,
+            f"the disk is full writing {target} ({err.strerror}); the denoised result is kept "
+            f"in {staging}: free some space, then rerun the same command with --resume",
+        ) from err
     remove_ours(staging)
     return written
 
