@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import sys
@@ -22,7 +21,14 @@ from .devices import resolve_device
 from .distributed import BlockJob, connect, run_on_cluster
 from .engine import Block, Engine, Norm, TileSettings
 from .models import DEFAULT_MODEL, get_model, warn_if_untrained
-from .output import OmeZarrOutput
+from .output import (
+    OmeZarrOutput,
+    check_not_unfinished,
+    check_output_path,
+    default_output_name,
+    input_fingerprint,
+    output_lock,
+)
 from .pipeline import (
     CancelCheck,
     Progress,
@@ -83,6 +89,7 @@ def denoise(
     block: int | tuple[int, ...] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    allow_unfinished: bool = False,
     progress: Callable[[Progress], None] | None = None,
     tile_progress: Callable[[Progress], None] | None = None,
     cancel: CancelCheck = None,
@@ -117,8 +124,10 @@ def denoise(
         each Z plane on its own with a 2D one. "auto" (default) takes volumes unless the
         model was trained on 2D images only, and says so.
     output:
-        Write an OME-Zarr image here (block by block, for images larger than memory).
-        Paths given as `image` write to ``<input>_denoised.ome.zarr`` when `output` is None.
+        Write an OME-Zarr image here (block by block, for images larger than memory); the
+        path must end in ``.zarr`` (or ``.ome.zarr``). Paths given as `image` write to
+        ``<input name>_denoised.ome.zarr`` beside it when `output` is None. Only one run
+        at a time may write an output: it holds a lock file beside it.
     device:
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     dtype:
@@ -137,7 +146,12 @@ def denoise(
         Side of the blocks (one task each, one zarr shard each); default 4096 in 2D and
         (128, 512, 512) in 3D, capped by the image.
     resume, overwrite:
-        Finish an interrupted run into an existing `output`, or replace it.
+        Finish an interrupted run into an existing `output` (refused if the settings or the
+        input changed since it started), or replace it. Only an output napari-wne wrote is
+        ever replaced or resumed; any other existing path is refused, never deleted.
+    allow_unfinished:
+        Denoise an unfinished output of an earlier run (one that was stopped) as it is;
+        by default it is refused, since its missing blocks would read as zeros.
     progress:
         Called with a `napari_wne.pipeline.Progress` after every block.
     tile_progress:
@@ -175,7 +189,11 @@ def denoise(
     TypeError
         Boolean, complex, object or text data, or something that is not an image.
     FileExistsError
-        The output exists and neither `overwrite` nor `resume` was given.
+        The output exists and neither `overwrite` nor `resume` was given, or it is not an
+        output of napari-wne; `napari_wne.output.OutputInUseError` when another run is
+        writing it.
+    napari_wne.output.DiskFullError
+        The disk filled up; the finished blocks are kept for `resume`.
 
     Warns
     -----
@@ -185,6 +203,13 @@ def denoise(
     spec = get_model(model)
     warn_if_untrained(spec)
     source = open_source(image, axes, missing_chunks)
+    if source.path is not None and not allow_unfinished:
+        check_not_unfinished(source.path)
+    if output is None and source.path is not None:
+        output = source.path.with_name(default_output_name(source.path))
+    if output is not None:
+        check_output_path(output, source=source.path, formats=("zarr",))
+        output = Path(output).absolute()
     _check_dtype(source.dtype)
     if math.prod(source.shape) == 0:
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
@@ -228,9 +253,6 @@ def denoise(
             for b in np.ndindex(*layout.batch_shape(source.shape))
         }
 
-    if output is None and source.path is not None:
-        output = source.path.with_name(f"{source.path.name.split('.')[0]}_denoised.ome.zarr")
-    output = None if output is None else Path(output).absolute()
     if scheduler is not None and (source.path is None or output is None):
         raise ValueError(
             "a dask.distributed run reads the input and writes the output on the workers: "
@@ -300,13 +322,6 @@ def _chunk_shape(block_shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(chunks)
 
 
-def _fingerprint(array: Any) -> str | None:
-    """A digest of an in-memory input, so `resume` cannot reuse another array's output."""
-    if not isinstance(array, np.ndarray):
-        return None  # a lazy array: reading it all to hash it would cost a whole pass
-    return "sha1:" + hashlib.sha1(np.ascontiguousarray(array).view(np.uint8)).hexdigest()
-
-
 def _to_zarr(
     engine: Engine,
     source: Source,
@@ -333,7 +348,7 @@ def _to_zarr(
     chunk = dict(zip(layout.spatial_axes, _chunk_shape(block_shape), strict=True))
     chunks = tuple(chunk.get(a, 1) for a in out_axes)
     run = {
-        "input": str(source.path) if source.path else _fingerprint(source.array),
+        "input": str(source.path) if source.path else None,
         "input_shape": list(source.shape),
         "axes": axes,
         "model": model,
@@ -344,21 +359,45 @@ def _to_zarr(
         "norm": settings.norm,
         "block": list(block_shape),
     }
-    resumed = store.create(
-        shape=out_shape, dtype=out_dtype, axes=out_axes, chunks=chunks, shards=shards,
-        run=run, overwrite=overwrite, resume=resume, source_path=source.path,
-    )  # fmt: skip
-    result = DenoisedImage(output, out_axes, source.scale, source.units)
-    if resumed and store.is_complete():
-        return result
+    with store.disk_errors(), output_lock(output):
+        resumed = store.create(
+            shape=out_shape, dtype=out_dtype, axes=out_axes, chunks=chunks, shards=shards,
+            run=run, fingerprint=input_fingerprint(source.path, source.array),
+            overwrite=overwrite, resume=resume,
+        )  # fmt: skip
+        if not (resumed and store.is_complete()):
+            _fill(store, engine, source, layout, out_dtype, block_shape, stats, resumed,
+                  progress, cancel, cluster, run, settings)  # fmt: skip
+    return DenoisedImage(output, out_axes, source.scale, source.units)
+
+
+def _fill(
+    store: OmeZarrOutput,
+    engine: Engine,
+    source: Source,
+    layout: InstanceLayout,
+    out_dtype: np.dtype,
+    block_shape: tuple[int, ...],
+    stats: dict | None,
+    resumed: bool,
+    progress: Callable[[Progress], None] | None,
+    cancel: CancelCheck,
+    cluster: tuple[Any, str | torch.device, dict | None] | None,
+    run: dict[str, Any],
+    settings: TileSettings,
+) -> None:
+    """Compute the blocks not yet marked done into `store`, then mark it complete."""
+    axes, out_axes = layout.axes, store.order(layout.axes)
     target = store.array()
     done = store.done_blocks() if resumed else set()
     blocks = engine.blocks(layout.batch_shape(source.shape), block_shape)
     todo = [b for b in blocks if b.key not in done]
 
     def write(block_: Block, values: np.ndarray) -> None:
-        write_block(target, layout, out_axes, block_, values, out_dtype)
-        store.mark_done(block_.key)
+        store.save_block(
+            block_.key,
+            lambda: write_block(target, layout, out_axes, block_, values, out_dtype),
+        )
 
     done_before = len(blocks) - len(todo)
     if cluster is None:
@@ -371,12 +410,12 @@ def _to_zarr(
         job = BlockJob(
             input_path=str(source.path),
             input_axes=axes,
-            model=model,
+            model=run["model"],
             layout=layout,
             instance_shape=tuple(engine.grid.shape),
             device=str(device),
             settings=dataclasses.replace(settings, halo=engine.halo),
-            output=str(output),
+            output=str(store.path),
             out_axes=out_axes,
             out_dtype=out_dtype.str,
             stats=None if stats is None else tuple(stats.items()),
@@ -387,9 +426,9 @@ def _to_zarr(
             total=len(blocks), resources=resources,
         )  # fmt: skip
     store.finalize(
-        axes=out_axes, scale=source.scale, units=source.units, name=source.name, info=run
-    )
-    return result
+        blocks=[b.key for b in blocks], axes=out_axes, scale=source.scale, units=source.units,
+        name=source.name, info=run,
+    )  # fmt: skip
 
 
 def _check_dtype(dtype: np.dtype) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
-import shutil
 import sys
 import time
 import warnings
@@ -20,6 +20,17 @@ from .api import DenoisedImage, denoise
 from .datasets import NOISE_KINDS
 from .model_io import atomic_write
 from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
+from .output import (
+    DiskFullError,
+    IncompleteOutputError,
+    OmeZarrOutput,
+    OutputInUseError,
+    check_output_path,
+    default_output_name,
+    output_lock,
+    owner,
+    remove_ours,
+)
 from .pipeline import Cancelled, Progress
 from .sample_data import load_sample
 from .sources import DEFAULT_MISSING_CHUNKS, MISSING_CHUNKS, MISSING_CHUNKS_HELP
@@ -34,14 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return args.run(args)
-    except (
-        ValueError,
-        TypeError,
-        FileNotFoundError,
-        FileExistsError,
-        PermissionError,
-        ConnectionError,
-    ) as err:
+    except (ValueError, TypeError, OSError, ConnectionError, IncompleteOutputError) as err:
         print(f"napari-wne: error: {err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Cancelled):
@@ -110,8 +114,19 @@ def _parser() -> argparse.ArgumentParser:
             help="test-time augmentation: average over the 8 flips and turns (8x the time)",
         )
         sub.add_argument("--block", type=int, nargs="+", help="block (task and shard) side(s)")
-        sub.add_argument("--resume", action="store_true", help="finish an interrupted run")
-        sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        flags = sub.add_mutually_exclusive_group()
+        flags.add_argument("--resume", action="store_true", help="finish an interrupted run")
+        flags.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace an existing output (only one that napari-wne wrote)",
+        )
+        sub.add_argument(
+            "--allow-unfinished",
+            action="store_true",
+            help="denoise an unfinished output of an interrupted run as it is (refused by "
+            "default: finish it with --resume first)",
+        )
         sub.add_argument(
             "--scheduler",
             metavar="ADDRESS",
@@ -140,8 +155,10 @@ def _parser() -> argparse.ArgumentParser:
         "batch",
         help="denoise every image of a folder; a bad file is reported and skipped",
         description="Denoise each file of INPUT_DIR that matches --pattern into OUTPUT_DIR "
-        "as <name>_denoised.ome.zarr (or .tif with --format tif). Files that fail are "
-        "reported and skipped; the exit code is 1 if any failed.",
+        "as <name>_denoised.ome.zarr (or .tif with --format tif), <name> being the file name "
+        "without its format suffix. Rerun it to finish an interrupted batch: finished "
+        "outputs are skipped. Files that fail are reported and skipped; the exit code is 1 "
+        "if any failed.",
     )
     many.add_argument("input_dir", type=Path)
     many.add_argument("output_dir", type=Path)
@@ -178,9 +195,10 @@ def _run_denoise(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise FileNotFoundError(f"input {args.input} does not exist")
     start = time.perf_counter()
-    written = _denoise_file(args.input, args.output, args)
+    written = _denoise_file(args.input, args.output, args, args.resume, args.overwrite)
     seconds = time.perf_counter() - start
-    print(f"denoised {args.input} ({written.axes}) in {seconds:.1f} s -> {args.output}")
+    if written is not None:
+        print(f"denoised {args.input} ({written.axes}) in {seconds:.1f} s -> {args.output}")
     return 0
 
 
@@ -197,14 +215,15 @@ def _run_batch(args: argparse.Namespace) -> int:
             f"no .tif, .tiff or .zarr entries match {args.pattern!r} in {args.input_dir}"
         )
     suffix = ".ome.zarr" if args.format == "zarr" else ".tif"
+    targets = [args.output_dir / default_output_name(p, suffix) for p in inputs]
+    _refuse_collisions(inputs, targets)
     failed = []
-    for number, source in enumerate(inputs, 1):
-        target = args.output_dir / f"{source.name.split('.')[0]}_denoised{suffix}"
-        print(f"[{number}/{len(inputs)}] {source.name} -> {target}", file=sys.stderr)
-        if args.resume and args.format == "tif" and target.is_file():
-            continue  # finished earlier: a TIFF appears only once complete
-        try:
-            _denoise_file(source, target, args)
+    for number, (source, target) in enumerate(zip(inputs, targets, strict=True), 1):
+        finished = not args.overwrite and _finished(target)
+        note = " (finished earlier: checked and kept)" if finished else ""
+        print(f"[{number}/{len(inputs)}] {source.name} -> {target}{note}", file=sys.stderr)
+        try:  # a rerun finishes what was interrupted and skips what is finished
+            _denoise_file(source, target, args, not args.overwrite, args.overwrite)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one bad file must not stop the others
@@ -221,16 +240,85 @@ def _run_batch(args: argparse.Namespace) -> int:
 BATCH_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
-def _denoise_file(source: Path, target: Path, args: argparse.Namespace) -> DenoisedImage:
-    """Denoise one file with the run options of `args`, showing a progress bar."""
-    as_tiff = target.suffix.lower() in (".tif", ".tiff")
-    if not as_tiff and target.suffix.lower() != ".zarr":
-        raise ValueError(f"output {target} must end in .zarr (OME-Zarr) or .tif/.tiff")
-    if as_tiff and target.exists() and not args.overwrite:
-        raise FileExistsError(f"output {target} exists; pass --overwrite to replace it")
-    if target.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"output {target} is the input; choose another path")
-    staging = target.with_name(f".{target.name}.partial.ome.zarr") if as_tiff else target
+def _finished(target: Path) -> bool:
+    """A TIFF appears only once complete; an OME-Zarr of ours says whether it is."""
+    return target.is_file() if target.suffix == ".tif" else OmeZarrOutput(target).is_complete()
+
+
+def _refuse_collisions(inputs: list[Path], targets: list[Path]) -> None:
+    """Stop before anything is written if two inputs would write the same output.
+
+    Names are compared case-insensitively: on macOS and Windows they are one file.
+    """
+    by_name: dict[str, list[str]] = {}
+    for source, target in zip(inputs, targets, strict=True):
+        by_name.setdefault(target.name.casefold(), []).append(source.name)
+    clashes = [names for names in by_name.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(names) for names in clashes)
+        raise ValueError(
+            f"these inputs would write the same output name: {listed}; rename one of each "
+            "group, or run them into separate folders (e.g. with --pattern)"
+        )
+
+
+def _denoise_file(
+    source: Path, target: Path, args: argparse.Namespace, resume: bool, overwrite: bool
+) -> DenoisedImage | None:
+    """Denoise one file into `target` (OME-Zarr or TIFF), showing a progress bar.
+
+    None when `resume` finds a finished TIFF there already: nothing was left to do.
+    """
+    if check_output_path(target, source=source) == "zarr":
+        return _denoise_to(source, target, args, resume=resume, overwrite=overwrite)
+    with output_lock(target):  # the TIFF and its staging: one run at a time
+        return _denoise_to_tiff(source, target, args, resume, overwrite)
+
+
+def _denoise_to_tiff(
+    source: Path, target: Path, args: argparse.Namespace, resume: bool, overwrite: bool
+) -> DenoisedImage | None:
+    """Stage an OME-Zarr beside `target` (resumable), convert it, then remove it."""
+    staging = target.with_name(f".{target.name}.partial.ome.zarr")
+    found = owner(target)
+    if found not in ("absent", "file"):
+        raise FileExistsError(
+            f"output {target} is a folder or a link; a TIFF output must be a file, and "
+            "napari-wne never deletes what it did not write: choose another path"
+        )
+    if found == "file" and not overwrite:
+        if not resume:
+            raise FileExistsError(f"output {target} exists; pass --overwrite to replace it")
+        if owner(staging) == "ours":  # killed between writing the TIFF and cleaning up
+            remove_ours(staging)
+        print(f"napari-wne: {target} is finished already; kept as it is", file=sys.stderr)
+        return None
+    fresh = not resume or owner(staging) in ("absent", "empty")
+    try:
+        written = _denoise_to(source, staging, args, resume=resume, overwrite=not resume)
+    except (DiskFullError, OutputInUseError, IncompleteOutputError):
+        raise  # resumable, or not ours to clean up
+    except Exception:
+        if fresh and owner(staging) == "ours":  # nothing worth resuming for a failed run
+            remove_ours(staging)
+        raise
+    try:
+        _zarr_to_tiff(written, target)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFullError(
+            err.errno,
+            f"the disk is full writing {target} ({err.strerror}); the denoised result is kept "
+            f"in {staging}: free some space, then rerun the same command with --resume",
+        ) from err
+    remove_ours(staging)
+    return written
+
+
+def _denoise_to(
+    source: Path, output: Path, args: argparse.Namespace, *, resume: bool, overwrite: bool
+) -> DenoisedImage:
     options = dict(
         model=args.model,
         axes=args.axes,
@@ -244,28 +332,21 @@ def _denoise_file(source: Path, target: Path, args: argparse.Namespace) -> Denoi
         batch_size=args.batch_size,
         tta=args.tta,
         block=_one_or_tuple(args.block),
-        resume=args.resume,
-        overwrite=(not args.resume) if as_tiff else args.overwrite,  # staging is ours
+        resume=resume,
+        overwrite=overwrite,
+        allow_unfinished=args.allow_unfinished,
         scheduler=args.scheduler,
         resources={"GPU": 1} if args.gpu_per_task else None,
     )
     with _progress_bar(source.name) as report:
         try:
-            written = denoise(source, output=staging, progress=report, **options)
+            return denoise(source, output=output, progress=report, **options)
         except (KeyboardInterrupt, Cancelled):
             print(
-                f"\nnapari-wne: interrupted; rerun with --resume to finish {staging}",
+                f"\nnapari-wne: interrupted; rerun with --resume to finish {output}",
                 file=sys.stderr,
             )
             raise
-        except Exception:
-            if as_tiff and staging.exists():  # nothing to resume for a failed TIFF run
-                shutil.rmtree(staging)
-            raise
-    if as_tiff:
-        _zarr_to_tiff(written, target)
-        shutil.rmtree(staging)
-    return written
 
 
 def _one_or_tuple(values: list[int] | None) -> int | tuple[int, ...] | None:

@@ -1,0 +1,282 @@
+"""The output: an OME-Zarr 0.5 image written block by block, marked complete only at the end.
+
+Layout: ``<output>/zarr.json`` (the group), ``<output>/0`` (the array, axes in OME order
+T, C, Z, Y, X), and ``<output>/.napari-wne/`` (our bookkeeping: the run's settings, the
+input's fingerprint, a marker that the store was fully created, one marker file per
+finished block). The group carries its OME ``multiscales`` metadata only once every block
+has its marker on disk, so a crashed or cancelled run never looks like a finished image;
+`resume` finishes it from the markers. Markers, not chunk existence, say what is done,
+because zarr 3 does not store a chunk equal to the fill value.
+
+The bookkeeping folder is created first and removed last, so a store killed at any moment
+of its creation or replacement is still recognised as ours: `resume` recreates it, and
+`overwrite` may delete it. Nothing else is ever deleted (see `napari_wne.output.paths`).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._hooks import hook
+from .fingerprint import describe_change
+from .paths import STATE_DIR, foreign_entries, owner, remove_ours
+
+__all__ = ["DiskFullError", "IncompleteOutputError", "OmeZarrOutput", "check_not_unfinished"]
+
+OME_ORDER = "TCZYX"
+AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class DiskFullError(OSError):
+    """The disk (or quota) filled up while writing the output; the output is resumable."""
+
+
+class IncompleteOutputError(RuntimeError):
+    """Blocks have no marker on disk at the end of a run: the store is not marked complete."""
+
+
+class OmeZarrOutput:
+    """Create, fill, mark and finalize one OME-Zarr output image.
+
+    The caller holds the output's lock (`napari_wne.output.output_lock`) from `create`
+    to `finalize`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.state = self.path / STATE_DIR
+
+    @staticmethod
+    def order(axes: str) -> str:
+        """The OME order of `axes`: time, channel, then space."""
+        return "".join(a for a in OME_ORDER if a in axes)
+
+    def create(
+        self,
+        *,
+        shape: Sequence[int],
+        dtype: np.dtype,
+        axes: str,
+        chunks: Sequence[int],
+        shards: Sequence[int],
+        run: dict[str, Any],
+        fingerprint: dict | None,
+        overwrite: bool,
+        resume: bool,
+    ) -> bool:
+        """Create the store (or reopen it for `resume`); True when resuming a started run."""
+        if overwrite and resume:
+            raise ValueError("pass either resume or overwrite, not both")
+        found = owner(self.path)
+        if found in ("file", "foreign"):
+            raise FileExistsError(self._not_ours(found))
+        if found == "ours" and resume and self._created():
+            self._check_same_run(run, fingerprint)
+            if self.is_complete():
+                shutil.rmtree(self.state / "blocks", ignore_errors=True)  # left by a kill
+            return True
+        if found == "ours" and not (resume or overwrite):
+            raise FileExistsError(
+                f"output {self.path} exists"
+                + (
+                    " (a finished result); pass overwrite=True (CLI: --overwrite) to replace it"
+                    if self.is_complete()
+                    else " and holds an unfinished run; pass resume=True (CLI: --resume) to "
+                    "finish it, or overwrite=True (--overwrite) to start it over"
+                )
+            )
+        if found == "ours":  # overwrite, or resume of a store whose creation was cut short
+            remove_ours(self.path)
+        self._create(shape, dtype, axes, chunks, shards, run, fingerprint)
+        return False
+
+    def _create(self, shape, dtype, axes, chunks, shards, run, fingerprint) -> None:
+        import zarr
+
+        self.path.mkdir(parents=True, exist_ok=True)  # absent, or an empty folder
+        self.state.mkdir()  # first: from here on the folder is recognisably ours
+        hook("create.dir")
+        _write_atomic(self.state / "run.json", json.dumps(run, indent=1, sort_keys=True))
+        _write_atomic(self.state / "input.json", json.dumps(fingerprint, indent=1))
+        hook("create.state")
+        group = zarr.create_group(  # not open_group(mode="w"): that empties the folder
+            str(self.path), zarr_format=3, attributes={"napari_wne": {"complete": False}}
+        )
+        group.create_array(
+            "0",
+            shape=tuple(shape),
+            dtype=dtype,
+            chunks=tuple(chunks),
+            shards=tuple(shards) if tuple(shards) != tuple(chunks) else None,
+            dimension_names=[a.lower() for a in axes],
+            fill_value=0,
+        )
+        hook("create.array")
+        _write_atomic(self.state / "created", "")  # last: no blocks were written before it
+
+    def _created(self) -> bool:
+        """Whether the store was fully created (else `resume` creates it again)."""
+        return (self.state / "created").is_file() or self.is_complete()
+
+    def _not_ours(self, found: str) -> str:
+        what = "a file" if found == "file" else "a link" if self.path.is_symlink() else None
+        if what is None:
+            extra = foreign_entries(self.path)
+            shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+            what = (
+                f"a folder holding files napari-wne did not write ({shown})"
+                if self.state.is_dir()
+                else "a folder napari-wne did not write"
+            )
+        return (
+            f"output {self.path} exists and is {what}; napari-wne only ever replaces or "
+            "resumes its own outputs, so it leaves this untouched: choose another output path"
+        )
+
+    def _check_same_run(self, run: dict[str, Any], fingerprint: dict | None) -> None:
+        previous = json.loads((self.state / "run.json").read_text())
+        if previous != run:
+            changed = sorted(k for k in {**previous, **run} if previous.get(k) != run.get(k))
+            raise ValueError(
+                f"cannot resume {self.path}: it was started with other settings "
+                f"({', '.join(changed)}); rerun with those or with overwrite=True (--overwrite)"
+            )
+        recorded = self.state / "input.json"
+        before = json.loads(recorded.read_text()) if recorded.is_file() else None
+        change = describe_change(before, fingerprint)
+        if change:
+            raise ValueError(
+                f"cannot resume {self.path}: its input changed since the run started "
+                f"({change}), so old and new blocks would be mixed; restore the original "
+                "input, or start over with overwrite=True (--overwrite)"
+            )
+
+    def array(self, mode: str = "r+") -> Any:
+        import zarr
+
+        return zarr.open_array(str(self.path / "0"), mode=mode)
+
+    def done_blocks(self) -> set[str]:
+        blocks = self.state / "blocks"
+        return {p.stem for p in blocks.glob("*.done")} if blocks.is_dir() else set()
+
+    def mark_done(self, key: str) -> None:
+        blocks = self.state / "blocks"
+        blocks.mkdir(exist_ok=True)
+        _write_atomic(blocks / f"{key}.done", "")
+
+    def save_block(self, key: str, write: Callable[[], None]) -> None:
+        """Write one block's pixels with `write`, then its marker."""
+        write()
+        hook("block.written")
+        self.mark_done(key)
+        hook("block.marked")
+
+    @contextmanager
+    def disk_errors(self) -> Iterator[None]:
+        """Turn a full disk or quota into `DiskFullError`, which says how to resume."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in _FULL or isinstance(err, DiskFullError):
+                raise
+            done = len(self.done_blocks()) if self.state.is_dir() else 0
+            raise DiskFullError(
+                err.errno,
+                f"the disk is full writing {self.path} ({err.strerror}); {done} finished "
+                "block(s) are kept: free some space, then rerun the same command with "
+                "--resume (resume=True) to finish it",
+            ) from err
+
+    def is_complete(self) -> bool:
+        import zarr
+
+        try:
+            group = zarr.open_group(str(self.path), mode="r")
+        except Exception:  # not a zarr group at all
+            return False
+        return bool(dict(group.attrs).get("napari_wne", {}).get("complete"))
+
+    def finalize(
+        self,
+        *,
+        blocks: Iterable[str],
+        axes: str,
+        scale: dict[str, float],
+        units: dict[str, str],
+        name: str,
+        info: dict,
+    ) -> None:
+        """Write the OME metadata that makes the image visible as finished.
+
+        Only when every block's marker is on disk: what this process believes it wrote
+        does not count, in case anything else touched the store.
+        """
+        import zarr
+
+        missing = sorted(set(blocks) - self.done_blocks())
+        if missing:
+            raise IncompleteOutputError(
+                f"cannot finish {self.path}: {len(missing)} block(s) have no marker on disk "
+                f"(e.g. {missing[0]}), so it is not marked complete; rerun with --resume "
+                "(resume=True) to compute them"
+            )
+        hook("finalize.checked")
+        group = zarr.open_group(str(self.path), mode="r+")
+        ome_axes = []
+        for a in axes:
+            entry = {"name": a.lower(), "type": AXIS_TYPES[a]}
+            if a in units:
+                entry["unit"] = units[a]
+            ome_axes.append(entry)
+        scales = [float(scale.get(a, 1.0)) for a in axes]
+        dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scales}]}
+        group.attrs.update(
+            {
+                "ome": {
+                    "version": "0.5",
+                    "multiscales": [{"name": name, "axes": ome_axes, "datasets": [dataset]}],
+                },
+                "napari_wne": {"complete": True, **info},
+            }
+        )
+        hook("finalize.attrs")
+        shutil.rmtree(self.state / "blocks", ignore_errors=True)
+
+
+def check_not_unfinished(path: Path) -> None:
+    """Refuse an unfinished output of ours as an input: its missing blocks read as zeros.
+
+    `path` is the store, or its array ``0`` inside it.
+    """
+    for store in (OmeZarrOutput(path), OmeZarrOutput(path.parent)):
+        if not store.state.is_dir() or store.is_complete():
+            continue
+        try:
+            original = json.loads((store.state / "run.json").read_text()).get("input")
+        except (OSError, ValueError):
+            original = None
+        command = f"napari-wne denoise {original or 'INPUT'} {store.path} --resume"
+        raise ValueError(
+            f"{path} is an unfinished napari-wne output: the run writing it stopped before "
+            "the end, so some of its blocks are still empty. Finish it first "
+            f"(`{command}`, or denoise(..., output=..., resume=True) with the same input and "
+            "settings), or pass allow_unfinished=True (CLI: --allow-unfinished) to denoise it "
+            "as it is"
+        )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
