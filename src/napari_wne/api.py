@@ -367,7 +367,7 @@ def _to_zarr(
         )  # fmt: skip
         if not (resumed and store.is_complete()):
             _fill(store, engine, source, layout, out_dtype, block_shape, stats, resumed,
-                  progress, cancel, cluster, run, settings)  # fmt: skip
+                  progress, cancel, cluster, run, settings, tile_progress)  # fmt: skip
     return DenoisedImage(output, out_axes, source.scale, source.units)
 
 
@@ -385,6 +385,7 @@ def _fill(
     cluster: tuple[Any, str | torch.device, dict | None] | None,
     run: dict[str, Any],
     settings: TileSettings,
+    tile_progress: Callable[[Progress], None] | None,
 ) -> None:
     """Compute the blocks not yet marked done into `store`, then mark it complete."""
     axes, out_axes = layout.axes, store.order(layout.axes)
