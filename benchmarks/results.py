@@ -26,6 +26,7 @@ SCRIPTS = (
     "quality_microscopy.py",
     "quality_tiling.py",
     "quality_adaptation.py",
+    "quality_correlated.py",
 )
 
 

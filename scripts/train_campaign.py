@@ -29,6 +29,7 @@ from _data import (
     MICROSCOPY,
     with_correlated_noise,
 )
+from napari_wne.camera import CameraNoise
 from napari_wne.cli import _init_weights
 from napari_wne.datasets import NoiseConfig, load_clean_images, load_pairs
 from napari_wne.phantoms import phantom_set
@@ -65,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", default="unet-wne", help="shipped model to fine-tune, or none")
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--phantoms", type=int, default=PHANTOMS, help="phantoms in the pool")
+    parser.add_argument(
+        "--p-correlated", type=float, default=CameraNoise.p_correlated,
+        help="share of patches with correlated noise",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
-    clean = load_clean_images(TRAIN_FILES) + phantom_set(PHANTOMS, PHANTOM_SHAPE, seed=0)
+    clean = load_clean_images(TRAIN_FILES) + phantom_set(args.phantoms, PHANTOM_SHAPE, seed=0)
     init = None if args.init == "none" else _init_weights(args.init)
     config = TrainConfig(
         output_dir=args.output_dir,
@@ -80,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         lr_min=1e-5,
         seed=0,
-        noise=NoiseConfig(kind="camera"),
+        noise=NoiseConfig(kind="camera", camera=CameraNoise(p_correlated=args.p_correlated)),
         checkpoint_every=250,
         validate_every=500,
         threads=args.threads,
         init_weights=init,
-        data=(*(str(p) for p in TRAIN_FILES), f"phantoms:{PHANTOMS}x{PHANTOM_SHAPE}"),
+        data=(*(str(p) for p in TRAIN_FILES), f"phantoms:{args.phantoms}x{PHANTOM_SHAPE}"),
     )
 
     def report(p: TrainProgress) -> None:
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    print(f"{len(clean)} clean training images ({PHANTOMS} phantoms)", flush=True)
+    print(f"{len(clean)} clean training images ({args.phantoms} phantoms)", flush=True)
     train(config, clean_images=clean, validation=validation_pairs(), progress=report)
     return 0
 
