@@ -48,7 +48,11 @@ def test_cluster_run_equals_the_local_run_voxel_for_voxel(cluster, stack_path, t
         progress=seen.append,
         **common,
     )
-    np.testing.assert_array_equal(remote.to_dask().compute(), local.to_dask().compute())
+    # Worker processes run torch on one thread (dask sets OMP_NUM_THREADS=1) and this one on
+    # two: on AVX-512 CPUs oneDNN's float32 sums may then differ in the last bit or two.
+    np.testing.assert_allclose(
+        remote.to_dask().compute(), local.to_dask().compute(), rtol=1e-6, atol=0
+    )
     assert seen[-1].done == seen[-1].total == 3 * 3 * 3  # T x Y blocks x X blocks
     with Client(cluster) as client:  # the work really ran on both worker processes
         counts = client.run(lambda: __import__("napari_wne.api").api._engine.cache_info().currsize)
@@ -63,8 +67,8 @@ def test_cluster_run_honours_gpu_resources_and_the_cli(cluster, stack_path, tmp_
     assert main(argv) == 0
     reference = denoise(path, axes="TYX", block=40, device="cpu", verbose=False,
                         output=tmp_path / "ref.ome.zarr")  # fmt: skip
-    np.testing.assert_array_equal(
-        zarr.open_array(str(target / "0"))[:], reference.to_dask().compute()
+    np.testing.assert_allclose(  # last-bit tolerance: see the test above
+        zarr.open_array(str(target / "0"))[:], reference.to_dask().compute(), rtol=1e-6, atol=0
     )
 
 

@@ -184,7 +184,13 @@ def test_resume_after_the_process_is_killed_matches_an_uninterrupted_run(tmp_pat
     reference = denoise(
         source, output=tmp_path / "ref.ome.zarr", tile=96, halo=16, blend=8, block=64, verbose=False
     )
-    np.testing.assert_array_equal(resumed.to_dask().compute(), reference.to_dask().compute())
+    # Blocks from two processes: on AVX-512 CPUs oneDNN's float32 convolutions may differ in
+    # the last bit between processes (memory alignment picks the kernel's summation order),
+    # so allow a few float32 ulps; a mixed-up or missing block differs by whole units.
+    # tests/test_kill_resume.py checks bit-identity where every block comes from one setup.
+    np.testing.assert_allclose(
+        resumed.to_dask().compute(), reference.to_dask().compute(), rtol=1e-6, atol=0
+    )
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, image):

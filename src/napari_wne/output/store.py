@@ -120,6 +120,9 @@ class OmeZarrOutput:
             shards=tuple(shards) if tuple(shards) != tuple(chunks) else None,
             dimension_names=[a.lower() for a in axes],
             fill_value=0,
+            # every written chunk is stored, zeros too (see `array`): read back as input, a
+            # missing chunk then means "never written", never "all zero"
+            config={"write_empty_chunks": True},
         )
         hook("create.array")
         _write_atomic(self.state / "created", "")  # last: no blocks were written before it
@@ -164,7 +167,9 @@ class OmeZarrOutput:
     def array(self, mode: str = "r+") -> Any:
         import zarr
 
-        return zarr.open_array(str(self.path / "0"), mode=mode)
+        # a runtime setting, not stored: every writer must ask for empty chunks again
+        array = zarr.open_array(str(self.path / "0"), mode=mode)
+        return array.with_config({"write_empty_chunks": True})
 
     def done_blocks(self) -> set[str]:
         blocks = self.state / "blocks"
