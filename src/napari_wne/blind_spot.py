@@ -83,8 +83,8 @@ def blind_spot_mask(
     block of side ``2 * radius + 1`` around a centre is replaced by a value taken from a
     `window`-wide cube around that pixel (at least ``2 * radius + 3`` wide) outside the
     block (so the network never sees a hidden pixel): a random one (``"uniform"``, as in
-    N2V) or their median (``"median"``, as in N2V2). Centres keep a margin from the patch borders, so no source reflected
-    at a border can be a hidden pixel.
+    N2V) or their median (``"median"``, as in N2V2). Centres keep a margin from the patch
+    borders, so no source reflected at a border can be a hidden pixel.
     """
     if radius < 0:
         raise ValueError(f"the mask radius must be >= 0, got {radius}")
