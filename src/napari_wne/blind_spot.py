@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
-__all__ = ["Replacement", "blind_spot_mask", "masked_loss"]
+__all__ = ["Replacement", "blind_spot_mask", "mask_radius", "masked_loss"]
 
 Replacement = Literal["uniform", "median"]
+
+
+def mask_radius(correlation: Sequence[float], threshold: float = 0.1) -> int:
+    """How far the hidden neighbourhood must reach: the largest lag (1, 2, ...) at which the
+    noise correlation (`correlation[lag - 1]`) still exceeds `threshold`; 0 for white noise.
+    """
+    above = [lag for lag, value in enumerate(correlation, start=1) if value > threshold]
+    return max(above, default=0)
 
 
 def _offsets(radius: int, dims: int) -> torch.Tensor:
