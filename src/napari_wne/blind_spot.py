@@ -123,21 +123,24 @@ def blind_spot_mask(
     index = _flat_index(centre, tuple(spatial))
     targets = _flat_index(centre[:, :, None, :] + block, tuple(spatial))  # (n, k, B)
     flat = y.reshape(n, c, size)
+    # Sources inside any hidden block (blocks may overlap) count as missing, so no hidden
+    # value is ever shown, not even in another block.
+    hidden = torch.zeros((n, size), dtype=torch.bool)
+    hidden.scatter_(1, targets.reshape(n, -1), True)
+    shown = flat.masked_fill(hidden[:, None], float("nan"))
+    source = _flat_index(centre[:, :, None, None, :] + candidates, tuple(spatial))
+    around = shown.gather(2, source.reshape(n, 1, -1).expand(n, c, -1))
+    around = around.reshape(n, c, k, len(block), -1).masked_fill(~outside, float("nan"))
+    values = around.nanmedian(dim=-1).values  # (n, c, k, B)
     if replacement == "uniform":
-        # per block pixel, its valid sources first; draw one of the first `valid` uniformly
-        order = torch.argsort((~outside).to(torch.int8), dim=1, stable=True)
-        table = candidates.gather(1, order[..., None].expand(-1, -1, dims))  # (B, S, dims)
-        valid = outside.sum(dim=1)  # (B,)
-        pick = (torch.rand((n, k, len(block)), generator=generator) * valid).long()
-        offset = table[torch.arange(len(block)), pick]  # (n, k, B, dims)
-        source = _flat_index(centre[:, :, None, :] + offset, tuple(spatial))
-        values = flat.gather(2, source.reshape(n, 1, -1).expand(n, c, -1))
-    else:
-        source = _flat_index(centre[:, :, None, None, :] + candidates, tuple(spatial))
-        values = flat.gather(2, source.reshape(n, 1, -1).expand(n, c, -1))
-        values = values.reshape(n, c, k, len(block), -1)
-        values = values.masked_fill(~outside, float("nan")).nanmedian(dim=-1).values
-        values = values.reshape(n, c, -1)
+        # per block pixel, its sources outside the block first; draw one of them uniformly
+        order = torch.argsort((~outside).to(torch.int8), dim=1, stable=True)  # (B, S)
+        pick = (torch.rand((n, k, len(block)), generator=generator) * outside.sum(dim=1)).long()
+        chosen = order[torch.arange(len(block)), pick]  # (n, k, B): index into the sources
+        drawn = around.gather(-1, chosen[:, None, ..., None].expand(n, c, -1, -1, 1))[..., 0]
+        values = torch.where(drawn.isnan(), values, drawn)  # a hidden draw: the median
+    fallback = shown.nanmean(dim=2, keepdim=True).nan_to_num(0.0)  # nothing around is shown
+    values = torch.where(values.isnan(), fallback[..., None], values).reshape(n, c, -1)
     masked = flat.clone()
     masked.scatter_(2, targets.reshape(n, 1, -1).expand(n, c, -1), values)
     return masked.reshape(y.shape), index
