@@ -58,7 +58,7 @@ class AdaptSettings:
 
     steps: int = 400
     """At most this many steps (early stopping usually ends sooner)."""
-    lr: float = 2e-5
+    lr: float = 5e-5
     """Constant Adam learning rate: small, so the model is nudged, not retrained."""
     batch_size: int = 16
     patch_size: int = 64
