@@ -88,7 +88,8 @@ def render(rows: list[tuple[str, dict]], coverage: dict, bench: list[tuple[str, 
         "divided by the gain (about the photons per pixel in the brightest structures). "
         "**lag k** is the noise autocorrelation at a shift of k pixels along Y / X. "
         "**estimated** is the lag-1 correlation read off the noisy image alone "
-        "(`napari_wne.noise_stats.estimate_correlation`, the flattest 20 % of 16-px patches).",
+        "(`napari_wne.noise_stats.estimate_correlation`, the flattest 20 % of 24-px "
+        "patches, far-lag bias removed).",
         "",
         "| pair | gain | read sd | photons | lag 1 (Y/X) | lag 2 | lag 3 | estimated |",
         "|---|---|---|---|---|---|---|---|",

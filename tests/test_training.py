@@ -183,6 +183,41 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(_config(tmp_path, steps=2, lr=1e-4), clean_images=images)
 
 
+def test_a_checkpoint_written_before_new_settings_existed_still_resumes(tmp_path):
+    """Settings added later (mask radius, patience, ...) count as their defaults there."""
+    images = _clean_images()
+    stopped = _config(tmp_path, steps=4, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped, clean_images=images, progress=_stop_at(2, KeyboardInterrupt))
+    path = tmp_path / "run" / CHECKPOINT_FILE
+    saved = torch.load(path, weights_only=True)
+    older = json.loads(saved["config"])
+    for added in ("mask_radius", "mask_replacement", "patience"):
+        del older[added]
+    saved["config"] = json.dumps(older)
+    torch.save(saved, path)
+    train(stopped, clean_images=images)
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["steps"] == 4
+
+
+def test_early_stopping_exports_the_weights_with_the_lowest_held_out_loss(tmp_path):
+    losses = iter([5.0, 4.0, 3.0, 3.5, 3.6, 9.0, 9.0])  # start, then every 2 steps
+    seen = []
+
+    def held_out(model):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(losses)
+
+    config = _config(tmp_path, steps=20, validate_every=2, patience=2)
+    out = train(config, clean_images=_clean_images(), held_out=held_out)
+    card = json.loads((out / "model.json").read_text())["held_out_loss"]
+    assert card["start"] == 5.0 and card["loss"] == 3.0 and card["step"] == 4
+    assert [s for s, _ in card["history"]] == [0, 2, 4, 6, 8]  # stopped 2 checks after best
+    exported = load_weights(out / "model.safetensors")
+    best = {k.removeprefix("backbone."): v for k, v in seen[2].items()}
+    assert all(torch.equal(exported[k], best[k]) for k in exported)
+
+
 # --- loading trained and bring-your-own models ----------------------------------------------
 
 

@@ -5,10 +5,11 @@ Three modes:
 - ``"supervised"``: clean images plus synthetic noise (`napari_wne.datasets.NoiseConfig`);
 - ``"pairs"``: registered (noisy, clean) image pairs;
 - ``"n2v"``: self-supervised, from the user's noisy images only. A blind-spot method in
-  the style of Noise2Void: a few pixels per patch are replaced by a random neighbour
-  (uniform in a window, centre excluded, as in the original N2V; N2V2 uses the median)
-  and the loss is taken only there, against the original noisy values. For noise that is
-  independent from pixel to pixel, its minimizer is the clean image.
+  the style of Noise2Void: a few pixels per patch (with their neighbourhood, for
+  correlated noise) are replaced (`napari_wne.blind_spot`), and the loss is taken only
+  there, against the original noisy values. For noise that is independent beyond the
+  masked neighbourhood, its minimizer is the clean image. `train` can stop early on a
+  held-out loss and keep the best weights (`napari_wne.adaptation` uses both).
 
 The loss is the MSE in raw pixel space (as in the paper), divided by ``a**2`` when the
 intensity jitter scaled a patch by ``a``. A run writes to its output folder:
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import pickle
 import platform
@@ -41,8 +41,10 @@ from torch import nn
 
 from . import __version__
 from .backbones import build_backbone
+from .blind_spot import Replacement, blind_spot_mask
 from .datasets import NoiseConfig, PatchSampler, jitter_intensity, synthesize_noise
 from .devices import resolve_device
+from .early_stopping import BestWeights
 from .metrics import psnr
 from .model_io import (
     CARD_FILE,
@@ -101,6 +103,12 @@ class TrainConfig:
     """n2v: share of each patch's pixels that are masked (N2V uses about 0.2%)."""
     mask_window: int = 5
     """n2v: side of the window (centre excluded) the replacement neighbour comes from."""
+    mask_radius: int = 0
+    """n2v: also hide the neighbours within this many pixels (structN2V, correlated noise)."""
+    mask_replacement: Replacement = "uniform"
+    """n2v: a random neighbour (N2V) or the neighbours' median (N2V2, no checkerboard)."""
+    patience: int | None = None
+    """With a `held_out` loss: stop after this many evaluations without improvement."""
     checkpoint_every: int = 500
     validate_every: int = 500
     threads: int | None = None
@@ -123,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
         if self.mask_window < 3 or self.mask_window % 2 == 0:
             raise ValueError(f"mask_window must be odd and >= 3, got {self.mask_window}")
+        if self.mask_radius < 0 or self.mask_replacement not in ("uniform", "median"):
+            raise ValueError("mask_radius must be >= 0 and mask_replacement uniform or median")
         if isinstance(self.noise, dict):
             self.noise = NoiseConfig(**_tuples(self.noise))
 
@@ -160,41 +170,6 @@ def build_model(config: TrainConfig) -> nn.Module:
     return WNE(backbone, eps=config.wne_eps) if config.wne else backbone
 
 
-def blind_spot_mask(
-    y: torch.Tensor, fraction: float, window: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace random pixels of each patch by a random neighbour; return (masked, indices).
-
-    `y` is (N, C, *spatial); indices are flat spatial positions, shape (N, k), the same for
-    every channel. The neighbour is uniform in a `window`-wide cube around the pixel, the
-    pixel itself excluded (so the network cannot copy it), reflected at the patch borders.
-    """
-    n, c, *spatial = y.shape
-    size = math.prod(spatial)
-    k = max(1, round(fraction * size))
-    index = torch.randint(size, (n, k), generator=generator)
-    coords = torch.unravel_index(index, tuple(spatial))
-    radius = window // 2
-    choices = window ** len(spatial) - 1
-    pick = torch.randint(choices, (n, k), generator=generator)
-    pick = pick + (pick >= choices // 2).long()  # skip the centre of the window
-    offsets = torch.unravel_index(pick, (window,) * len(spatial))
-    moved = []
-    for coord, offset, length in zip(coords, offsets, spatial, strict=True):
-        where = (coord + offset - radius).abs()  # reflect below 0 ...
-        where = torch.where(where > length - 1, 2 * (length - 1) - where, where)  # ... and above
-        moved.append(where.clamp(0, length - 1))
-    neighbour = torch.zeros_like(index)
-    for where, length in zip(moved, spatial, strict=True):
-        neighbour = neighbour * length + where
-    flat = y.reshape(n, c, size)
-    masked = flat.clone()
-    masked.scatter_(
-        2, index[:, None].expand(n, c, k), flat.gather(2, neighbour[:, None].expand(n, c, k))
-    )
-    return masked.reshape(y.shape), index
-
-
 class _Batches:
     """Draws training batches (inputs, targets, loss weights, masked indices) for a mode."""
 
@@ -224,7 +199,14 @@ class _Batches:
             (noisy, clean), a = jitter_intensity((patches[:, :1], patches[:, 1:]), cfg.noise, gen)
             return noisy, clean, a.float(), None
         (noisy,), a = jitter_intensity((patches,), cfg.noise, gen)
-        masked, index = blind_spot_mask(noisy, cfg.mask_fraction, cfg.mask_window, gen)
+        masked, index = blind_spot_mask(
+            noisy,
+            cfg.mask_fraction,
+            cfg.mask_window,
+            gen,
+            radius=cfg.mask_radius,
+            replacement=cfg.mask_replacement,
+        )
         return masked, noisy, a.float(), index
 
 
@@ -307,6 +289,9 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _compare_configs(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    # a field added since the checkpoint was written counts as its default there
+    defaults = TrainConfig(output_dir=".").to_dict()
+    saved = {**{k: defaults[k] for k in current if k in defaults}, **saved}
     differ = sorted(
         k
         for k in set(saved) | set(current)
@@ -371,6 +356,7 @@ def train(
     pairs: Sequence[Pair] | None = None,
     validation: Sequence[Pair] | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
+    held_out: Callable[[nn.Module], float] | None = None,
 ) -> Path:
     """Train (or resume) the run in ``config.output_dir``; returns that folder.
 
@@ -380,6 +366,11 @@ def train(
     (in the main thread) stops after the current step, writes a checkpoint and raises
     KeyboardInterrupt; so does a KeyboardInterrupt raised by `progress`. A second Ctrl-C
     stops at once, leaving the last periodic checkpoint.
+
+    `held_out(model)`, a loss on data kept out of training (lower is better), is measured
+    before the first step and every ``validate_every`` steps: the weights with the lowest
+    one are exported (the starting weights, if no step improved on them), and training
+    stops after ``config.patience`` measurements without improvement. The card records it.
     """
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -401,6 +392,7 @@ def train(
         rng = np.random.default_rng(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
         step, elapsed, val_psnr = 0, 0.0, None
+        best = BestWeights(held_out, model) if held_out is not None else None
         if checkpoint_path.is_file():
             saved = _read_checkpoint(checkpoint_path)
             _compare_configs(json.loads(saved["config"]), config.to_dict(), out_dir)
@@ -411,7 +403,12 @@ def train(
             gen.set_state(saved["torch_rng"])
             step, elapsed = int(saved["step"]), float(saved["seconds"])
             val_psnr = saved.get("val_psnr")
+            if best is not None and saved.get("best") is not None:
+                best.restore(saved["best"])
         start_step = step
+
+        def patience_left() -> bool:
+            return best is None or config.patience is None or best.waited < config.patience
 
         def checkpoint() -> None:
             state = {
@@ -425,13 +422,14 @@ def train(
                 "scheduler": scheduler.state_dict(),
                 "numpy_rng": json.dumps(rng.bit_generator.state),
                 "torch_rng": gen.get_state(),
+                "best": None if best is None else best.state(),
             }
             _save_checkpoint(checkpoint_path, state)
 
         in_step = False
         with _deferred_interrupt() as stop_requested:
             try:
-                while step < config.steps:
+                while step < config.steps and patience_left():
                     in_step, began = True, time.perf_counter()
                     inputs, targets, a, index = batches.draw(rng, gen)
                     inputs, targets = inputs.to(device), targets.to(device)
@@ -450,7 +448,12 @@ def train(
                     if validation and (step % config.validate_every == 0 or step == config.steps):
                         measured = _validate(model, validation, config.spatial_dims, device)
                         val_psnr = measured
+                    if best is not None and (
+                        step % config.validate_every == 0 or step == config.steps
+                    ):
+                        best.update(step)
                     saving = step % config.checkpoint_every == 0 or step == config.steps
+                    saving = saving or not patience_left()
                     if saving:
                         checkpoint()
                     if progress is not None:
@@ -471,7 +474,10 @@ def train(
                 if not in_step:  # between steps the state is whole: resume from exactly here
                     checkpoint()
                 raise
-        _export(out_dir, model, backbone, config, elapsed, val_psnr, validation, device)
+        if best is not None:
+            model.load_state_dict(best.weights)
+        summary = None if best is None else best.summary()
+        _export(out_dir, model, backbone, config, elapsed, val_psnr, validation, device, summary)
         return out_dir
     finally:
         torch.set_num_threads(threads_before)
@@ -486,6 +492,7 @@ def _export(
     val_psnr: float | None,
     validation: Sequence[Pair] | None,
     device: torch.device,
+    held_out: dict[str, Any] | None = None,
 ) -> None:
     """Write model.safetensors (the backbone's weights) and model.json (how to rebuild it)."""
     save_weights(backbone.state_dict(), out_dir / WEIGHTS_FILE)
@@ -503,6 +510,7 @@ def _export(
         "wall_time_s": round(seconds, 2),
         "final_val_psnr": val_psnr,
         "val_input_psnr": _input_psnr(validation) if validation else None,
+        **({"held_out_loss": held_out} if held_out else {}),
         "parameters": sum(p.numel() for p in model.parameters()),
         "machine": _machine(device),
         "napari_wne": __version__,
