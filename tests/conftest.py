@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def viewer_widget(make_napari_viewer, qtbot):
     yield viewer, widget
     widget.preview.value = False
     qtbot.waitUntil(lambda: not widget.busy and not widget.preview_busy, timeout=120_000)
+
+
+@pytest.fixture
+def quiet_tifffile():
+    """tifffile logs what it skips in a damaged file; the tests assert our errors instead."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)

@@ -8,7 +8,6 @@ real (TIFF, zarr, OME-Zarr, pickles) and tiny; the model is the untrained `ne-dn
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import warnings
@@ -35,12 +34,8 @@ STACK = (np.arange(2 * 32 * 32, dtype=np.uint16).reshape(2, 32, 32) * 7) % 997 +
 
 
 @pytest.fixture(autouse=True)
-def _quiet_tifffile():
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
+def _quiet(quiet_tifffile):
+    """Every test here reads damaged TIFFs on purpose (see conftest.quiet_tifffile)."""
 
 
 # --- inputs, each written into a test's tmp_path -------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import warnings
 
@@ -35,13 +34,8 @@ TIFF_KINDS = {
 
 
 @pytest.fixture(autouse=True)
-def _quiet_tifffile():
-    """tifffile logs what it skips in a damaged file; the tests assert our errors instead."""
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
+def _quiet(quiet_tifffile):
+    """Every test here reads damaged TIFFs on purpose (see conftest.quiet_tifffile)."""
 
 
 def _tiff(path, kind):
