@@ -27,6 +27,7 @@ SCRIPTS = (
     "quality_tiling.py",
     "quality_adaptation.py",
     "quality_correlated.py",
+    "quality_tta.py",
 )
 
 

@@ -136,3 +136,21 @@ def test_axes_follow_the_layer_after_an_override(viewer_widget, rng):
     assert widget.axes.value == "YX"
     widget.image.value = first
     assert widget.axes.value == "ZYX"  # each layer starts again from its own axes
+
+
+def test_test_time_augmentation_is_an_advanced_option_that_reaches_the_run(
+    viewer_widget, qtbot, rng
+):
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (40, 48)).astype(np.float32)
+    viewer.add_image(data, name="plane")
+    widget.model.value = "dncnn-wne"
+    assert widget.tta.value is False  # denoise's default
+    assert widget.tta.native.parent() is widget.form.advanced.native  # tucked away
+    widget.tta.value = True
+    run(widget, qtbot)
+    result = viewer.layers["plane denoised (dncnn-wne)"].data
+    expected = denoise(data, "dncnn-wne", tta=True, device="cpu", verbose=False)
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-3)
+    plain = denoise(data, "dncnn-wne", device="cpu", verbose=False)
+    assert np.abs(result - plain).max() > 1e-3

@@ -29,9 +29,9 @@ __all__ = ["DenoiseWidget"]
 
 _FIELDS = (
     "image", "model", "model_info", "model_folder", "device", "axes", "axes_info", "volumes",
-    "volumes_info", "tile", "overlap", "block", "norm", "dtype", "output_folder", "overwrite",
-    "residual", "preview", "preview_status", "run_button", "cancel_button", "compare_button",
-    "progress", "status",
+    "volumes_info", "tile", "overlap", "block", "norm", "dtype", "tta", "output_folder",
+    "overwrite", "residual", "preview", "preview_status", "run_button", "cancel_button",
+    "compare_button", "progress", "status",
 )  # fmt: skip
 
 
@@ -216,6 +216,7 @@ class DenoiseWidget(Container):
             "tile": sizes["tile"],
             "halo": sizes["halo"],
             "norm": self.form.norm.value,
+            "tta": self.form.tta.value,
         }
 
     def start(self, *_: Any) -> None:
