@@ -174,6 +174,17 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("models", help="list the models and whether they are trained")
     listing.set_defaults(run=_run_models)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="versions, devices, a speed probe and a self-check, for bug reports",
+        description="Print what a bug report needs and check that the default model works "
+        "(equivariance and quality on the bundled sample); exits 1 if any check fails.",
+    )
+    doctor.add_argument(
+        "--seconds", type=float, default=5.0, help="length of each speed probe (default 5)"
+    )
+    doctor.set_defaults(run=_run_doctor)
+
     _add_train_parser(commands)
     _add_adapt_parser(commands)
     return parser
@@ -383,6 +394,12 @@ def _zarr_to_tiff(written: DenoisedImage, path: Path) -> None:
     array = written.to_dask()
     planes = (np.asarray(array[index].compute()) for index in np.ndindex(*array.shape[:-2]))
     _write_tiff(path, planes, written.axes, overwrite=True, shape=array.shape, dtype=array.dtype)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(seconds=args.seconds)
 
 
 def _run_models(args: argparse.Namespace) -> int:

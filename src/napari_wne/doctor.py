@@ -1,0 +1,136 @@
+"""`napari-wne doctor`: what a bug report needs, and a self-check that the install works.
+
+It prints the versions that matter, every device torch can use with its memory and the
+precisions it supports, a short speed probe of the default model on each device, and two
+checks of the default model on the bundled 3-D sample: that it is normalization
+equivariant (f(a*y + b) = a*f(y) + b) and that it improves a noisy plane against its clean
+reference. Any failed check makes the exit status non-zero, so scripts can rely on it.
+The sample checks say the install computes what it should; they are not a benchmark (the
+0.1 default model saw the sample's source stack in training: docs/training.md).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from .api import denoise
+from .devices import available_devices
+from .metrics import psnr
+from .models import DEFAULT_MODEL, load_model
+from .sample_data import NOISE, add_poisson_gaussian_noise, load_sample
+
+__all__ = ["run_doctor"]
+
+PACKAGES = ("napari-wne", "torch", "numpy", "zarr", "tifffile", "dask", "napari", "magicgui")
+EQUIVARIANCE_TOLERANCE = 1e-4
+"""Largest |f(a*y + b) - (a*f(y) + b)| allowed, relative to a*std(y)."""
+MIN_GAIN_DB = 3.0
+"""The default model must add at least this much PSNR to the sample's noisy plane."""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def device_lines() -> list[str]:
+    """One line per device: its name, memory and the precisions it can compute in."""
+    lines = []
+    for name in available_devices():
+        if name.startswith("cuda"):
+            index = torch.device(name).index or 0
+            free, total = torch.cuda.mem_get_info(index)
+            bf16 = torch.cuda.is_bf16_supported()
+            precisions = "float32, float16" + (", bfloat16" if bf16 else "")
+            lines.append(
+                f"{name}: {torch.cuda.get_device_name(index)}, {free / 2**30:.1f} of "
+                f"{total / 2**30:.1f} GiB free; {precisions}"
+            )
+        elif name == "mps":
+            lines.append("mps: Apple GPU; float32, float16")
+        else:
+            lines.append(
+                f"cpu: {platform.processor() or platform.machine()}, "
+                f"{torch.get_num_threads()} torch threads; float32, bfloat16"
+            )
+    return lines
+
+
+def speed_probe(device: str, seconds: float) -> float:
+    """Voxels per second of the default model's forward pass on 256x256 tiles, float32."""
+    model = load_model(DEFAULT_MODEL, 2, device)
+    x = torch.randn(1, 1, 256, 256, device=device)
+    runs, start = 0, time.perf_counter()
+    with torch.inference_mode():
+        while True:
+            model(x)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            runs += 1
+            if time.perf_counter() - start >= seconds:
+                break
+    return runs * x.numel() / (time.perf_counter() - start)
+
+
+def self_checks() -> list[tuple[str, bool, str]]:
+    """(name, passed, detail) of the equivariance and quality checks on the bundled sample."""
+    clean = load_sample("nuclei_3d")
+    middle = len(clean) // 2
+    noisy = add_poisson_gaussian_noise(clean[middle], **NOISE).astype(np.float64)
+    reference = clean[middle].astype(np.float64)
+    out = denoise(noisy, DEFAULT_MODEL, device="cpu", dtype="float32", verbose=False)
+    a, b = 3.7, -1200.0
+    moved = denoise(a * noisy + b, DEFAULT_MODEL, device="cpu", verbose=False)
+    error = float(np.abs(moved - (a * out.astype(np.float64) + b)).max() / (a * noisy.std()))
+    gain = psnr(out, reference) - psnr(noisy, reference)
+    return [
+        (
+            "equivariance",
+            error < EQUIVARIANCE_TOLERANCE,
+            f"max |f(a*y+b) - (a*f(y)+b)| / (a*std y) = {error:.2e} "
+            f"(limit {EQUIVARIANCE_TOLERANCE:g})",
+        ),
+        (
+            "quality",
+            gain >= MIN_GAIN_DB,
+            f"PSNR gain on the bundled 3-D sample's middle plane {gain:+.2f} dB "
+            f"(at least {MIN_GAIN_DB:g})",
+        ),
+    ]
+
+
+def run_doctor(seconds: float = 5.0, out: TextIO | None = None) -> int:
+    """Print the report (to stdout by default); 0 when every check passed, 1 otherwise."""
+    out = out or sys.stdout
+    say: Callable[[str], None] = lambda line: print(line, file=out, flush=True)  # noqa: E731
+    say(f"python {platform.python_version()} on {platform.platform()}")
+    for package in PACKAGES:
+        say(f"{package} {_version(package)}")
+    say("devices:")
+    for line in device_lines():
+        say(f"  {line}")
+    failed = 0
+    say(f"speed of {DEFAULT_MODEL} (forward pass, 256x256 tiles, float32, {seconds:g} s each):")
+    for device in available_devices():
+        try:
+            rate = speed_probe(device, seconds)
+        except Exception as err:  # a device that fails is what this report is for
+            failed += 1
+            say(f"  {device}: FAILED: {type(err).__name__}: {err}")
+        else:
+            say(f"  {device}: {rate / 1e6:.2f} Mvoxel/s")
+    for name, passed, detail in self_checks():
+        failed += not passed
+        say(f"{name}: {'ok' if passed else 'FAILED'}: {detail}")
+    say("all checks passed" if not failed else f"{failed} check(s) FAILED")
+    return 0 if not failed else 1
