@@ -30,8 +30,8 @@ from _data import (
     with_correlated_noise,
 )
 from napari_wne.camera import CameraNoise
-from napari_wne.cli import _init_weights
 from napari_wne.datasets import NoiseConfig, load_clean_images, load_pairs
+from napari_wne.models import trained_weights
 from napari_wne.phantoms import phantom_set
 from napari_wne.training import TrainConfig, TrainProgress, train
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     clean = load_clean_images(TRAIN_FILES) + phantom_set(args.phantoms, PHANTOM_SHAPE, seed=0)
-    init = None if args.init == "none" else _init_weights(args.init)
+    init = None if args.init == "none" else str(trained_weights(args.init))
     config = TrainConfig(
         output_dir=args.output_dir,
         backbone="unet",

@@ -33,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ import torch
 from .blind_spot import blind_spot_mask, mask_radius, masked_loss
 from .datasets import NoiseConfig, normalize_intensity
 from .model_io import CARD_FILE, WEIGHTS_FILE, atomic_write, read_model_card
-from .models import MODELS
+from .models import trained_weights
 from .noise_stats import estimate_correlation
 from .training import TrainConfig, TrainProgress, train
 
@@ -112,21 +111,7 @@ class Adaptation:
 
 def start_model(init: str) -> tuple[Path, dict[str, Any]]:
     """The weights file and model card of a shipped model name or a trained model folder."""
-    if init in MODELS:
-        spec = MODELS[init]
-        if not spec.trained:
-            raise ValueError(f"model {init!r} has no trained weights to adapt")
-        weights = Path(str(resources.files("napari_wne").joinpath("weights", spec.weights)))
-    else:
-        weights = Path(init).expanduser()
-        if weights.is_dir() or weights.name == CARD_FILE:
-            weights = (weights if weights.is_dir() else weights.parent) / WEIGHTS_FILE
-        if not weights.is_file():
-            known = ", ".join(n for n, s in MODELS.items() if s.trained)
-            raise FileNotFoundError(
-                f"--init {init}: neither a trained model name ({known}) nor a model folder "
-                f"with {WEIGHTS_FILE} and {CARD_FILE}"
-            )
+    weights = trained_weights(init)
     card = read_model_card(weights)
     if card["spatial_dims"] != 2:
         raise ValueError(f"{init} is a {card['spatial_dims']}-D model; adapt works on 2-D models")

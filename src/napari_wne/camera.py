@@ -79,6 +79,7 @@ class CameraNoise:
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    """`n` draws, one per patch, in float64 (`napari_wne.datasets` draws with these too)."""
     return low + (high - low) * torch.rand(n, generator=gen, dtype=torch.float64)
 
 

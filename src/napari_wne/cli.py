@@ -19,7 +19,7 @@ import tifffile
 from .api import DenoisedImage, denoise
 from .datasets import NOISE_KINDS
 from .model_io import atomic_write
-from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning
+from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning, trained_weights
 from .output import (
     DiskFullError,
     IncompleteOutputError,
@@ -570,7 +570,7 @@ def _run_train(args: argparse.Namespace) -> int:
         validate_every=args.val_every,
         threads=args.threads,
         device=args.device,
-        init_weights=_init_weights(args.init) if args.init else None,
+        init_weights=str(trained_weights(args.init)) if args.init else None,
         data=tuple(str(p.resolve()) for p in sources),
     )
     if args.mode in ("supervised", "n2v") and not args.data:
@@ -716,25 +716,6 @@ def _run_adapt(args: argparse.Namespace) -> int:
     )
     print(f"{result.message}; model in {result.folder} (use --model {str(result.folder)!r})")
     return 0
-
-
-def _init_weights(model: str) -> str:
-    """The weights file behind a model name or path, to fine-tune from."""
-    from importlib import resources
-
-    from .model_io import WEIGHTS_FILE
-
-    if model in MODELS:
-        spec = MODELS[model]
-        if not spec.trained:
-            raise ValueError(f"model {model!r} has no trained weights to start from")
-        return str(resources.files("napari_wne").joinpath("weights", spec.weights))
-    path = Path(model).expanduser().resolve()
-    if path.is_dir():
-        path = path / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"--init {model}: no model name or weights file found there")
-    return str(path)
 
 
 def _write_tiff(

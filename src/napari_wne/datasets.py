@@ -6,7 +6,6 @@ is reproducible from its seed and a resumed run continues the exact same stream 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import tifffile
 import torch
 
-from .camera import CameraNoise, simulate_camera
+from .camera import CameraNoise, _log_uniform, _uniform, simulate_camera
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -299,14 +298,6 @@ class NoiseConfig:
             raise ValueError(f"photons_range must be positive, got {self.photons_range}")
         if not 0 < self.contrast_range[0] <= self.contrast_range[1]:
             raise ValueError(f"contrast_range must be positive, got {self.contrast_range}")
-
-
-def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=gen, dtype=torch.float64)
-
-
-def _log_uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.exp(_uniform(n, math.log(low), math.log(high), gen))
 
 
 def synthesize_noise(

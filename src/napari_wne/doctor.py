@@ -14,7 +14,6 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from collections.abc import Callable
 from importlib import metadata
 from typing import TextIO
 
@@ -112,7 +111,10 @@ def self_checks() -> list[tuple[str, bool, str]]:
 def run_doctor(seconds: float = 5.0, out: TextIO | None = None) -> int:
     """Print the report (to stdout by default); 0 when every check passed, 1 otherwise."""
     out = out or sys.stdout
-    say: Callable[[str], None] = lambda line: print(line, file=out, flush=True)  # noqa: E731
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
     say(f"python {platform.python_version()} on {platform.platform()}")
     for package in PACKAGES:
         say(f"{package} {_version(package)}")

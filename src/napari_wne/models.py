@@ -27,6 +27,7 @@ __all__ = [
     "UntrainedModelWarning",
     "get_model",
     "load_model",
+    "trained_weights",
     "warn_if_untrained",
 ]
 
@@ -128,6 +129,27 @@ def warn_if_untrained(spec: ModelSpec, stacklevel: int = 3) -> None:
             UntrainedModelWarning,
             stacklevel=stacklevel,
         )
+
+
+def trained_weights(model: str, option: str = "--init") -> Path:
+    """The weights file behind a shipped model's name, a trained model folder (or its
+    card), or a weights file: what fine-tuning and adaptation start from. Errors name
+    `option`, the setting the user typed the model into."""
+    if model in MODELS:
+        spec = MODELS[model]
+        if not spec.trained:
+            raise ValueError(f"model {model!r} has no trained weights to start from")
+        return Path(str(resources.files("napari_wne").joinpath("weights", spec.weights)))
+    path = Path(model).expanduser().resolve()
+    if path.is_dir() or path.name == CARD_FILE:
+        path = (path if path.is_dir() else path.parent) / WEIGHTS_FILE
+    if not path.is_file():
+        known = ", ".join(name for name, spec in MODELS.items() if spec.trained)
+        raise FileNotFoundError(
+            f"{option} {model}: neither a trained model name ({known}), a model folder with "
+            f"{WEIGHTS_FILE} and {CARD_FILE}, nor a weights file"
+        )
+    return path
 
 
 def load_model(name: str, spatial_dims: int, device: str) -> nn.Module:
