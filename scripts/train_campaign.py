@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         "--p-correlated", type=float, default=CameraNoise.p_correlated,
         help="share of patches with correlated noise",
     )  # fmt: skip
+    parser.add_argument(
+        "--kernel-sigma", type=float, nargs=2, default=CameraNoise.kernel_sigma_range,
+        metavar=("LOW", "HIGH"), help="range of the Gaussian that smooths correlated noise (px)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     clean = load_clean_images(TRAIN_FILES) + phantom_set(args.phantoms, PHANTOM_SHAPE, seed=0)
@@ -86,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         lr_min=1e-5,
         seed=0,
-        noise=NoiseConfig(kind="camera", camera=CameraNoise(p_correlated=args.p_correlated)),
+        noise=NoiseConfig(
+            kind="camera",
+            camera=CameraNoise(
+                p_correlated=args.p_correlated, kernel_sigma_range=tuple(args.kernel_sigma)
+            ),
+        ),
         checkpoint_every=250,
         validate_every=500,
         threads=args.threads,
