@@ -1,0 +1,46 @@
+"""`napari-wne` on the command line: thin shells over the library, one module per family
+of commands (`run`: demo, denoise, batch; `info`: models, doctor; `train`; `adapt`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from ..models import UntrainedModelWarning
+from ..output import IncompleteOutputError
+from ..pipeline import Cancelled
+from . import adapt, info, run, train
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    warnings.simplefilter("always", UntrainedModelWarning)
+    warnings.showwarning = _show_warning
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, OSError, ConnectionError, IncompleteOutputError) as err:
+        print(f"napari-wne: error: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-wne", description="Normalization-equivariant deep denoising of microscopy."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    run.add_parsers(commands)
+    info.add_parsers(commands)
+    train.add_parser(commands)
+    adapt.add_parser(commands)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"napari-wne: warning: {message}", file=sys.stderr)
