@@ -1,0 +1,80 @@
+"""`model="auto"`: the noise of the image decides between the white- and correlated-noise models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wne.camera import CameraNoise, simulate_camera
+from napari_wne.phantoms import fluorescence_phantom
+from napari_wne.routing import (
+    CORRELATED_NOISE_MODEL,
+    WHITE_NOISE_MODEL,
+    choose_model,
+    routing_sample,
+)
+from napari_wne.sample_data import NOISE, add_poisson_gaussian_noise, load_sample
+
+
+def capture(kernel_sigma: float | None, photons: float = 20.0, seed: int = 0) -> np.ndarray:
+    """A phantom with Poisson-Gaussian noise, smoothed by a Gaussian of `kernel_sigma` px."""
+    clean = fluorescence_phantom((256, 256), np.random.default_rng(seed)).astype(np.float32)
+    config = CameraNoise(
+        p_gaussian_only=0.0,
+        photons_range=(photons, photons),
+        read_noise_range=(1.5, 1.5),
+        p_scmos=0.0,
+        p_hot=0.0,
+        p_correlated=0.0 if kernel_sigma is None else 1.0,
+        p_resample=0.0,
+        kernel_sigma_range=(kernel_sigma or 0.5,) * 2,
+        p_anisotropic=0.0,
+        p_quantize=0.0,
+    )
+    noisy, _ = simulate_camera(
+        torch.from_numpy(clean)[None, None], config, torch.Generator().manual_seed(seed)
+    )
+    return noisy[0, 0].numpy()
+
+
+@pytest.mark.parametrize("photons", [5.0, 20.0, 100.0])
+def test_white_noise_gets_the_white_noise_model(photons):
+    choice = choose_model(capture(None, photons))
+    assert choice.model == WHITE_NOISE_MODEL, choice.reason
+    assert abs(choice.correlation[0]) < 0.15
+
+
+@pytest.mark.parametrize("photons", [5.0, 20.0, 100.0])
+def test_smoothed_noise_gets_the_correlated_noise_model(photons):
+    choice = choose_model(capture(0.8, photons))
+    assert choice.model == CORRELATED_NOISE_MODEL, choice.reason
+    assert "correlated" in choice.reason
+
+
+def test_slowly_decaying_signal_is_not_read_as_correlated_noise():
+    """The bundled 3-D sample: white noise on smooth nuclei, whose leftover signal in the
+    noise estimate decays slowly; it must keep the white-noise model."""
+    noisy = add_poisson_gaussian_noise(load_sample("nuclei_3d"), **NOISE)
+    clean_plane = load_sample("nuclei_3d")[15]
+    assert choose_model(noisy[routing_sample(noisy.shape)]).model == WHITE_NOISE_MODEL
+    assert choose_model(clean_plane).model == WHITE_NOISE_MODEL
+
+
+def test_a_plane_too_small_to_measure_gets_the_white_noise_model_and_says_why():
+    choice = choose_model(np.random.default_rng(0).normal(size=(32, 200)))
+    assert choice.model == WHITE_NOISE_MODEL
+    assert choice.correlation is None
+    assert "too small" in choice.reason
+
+
+def test_only_planes_are_measured():
+    with pytest.raises(ValueError, match="2-D plane"):
+        choose_model(np.zeros((3, 64, 64)))
+
+
+def test_the_sample_is_the_middle_plane_and_a_central_crop():
+    index = routing_sample((10, 3, 4000, 300))
+    assert index[:2] == (5, 1)
+    assert index[2] == slice(1488, 2512)
+    assert index[3] == slice(0, 1024)  # the whole of a short axis
