@@ -6,15 +6,16 @@ correlated noise smooths the finest detail of white-noise images a little more t
 should (docs/results.md measures both). ``model="auto"`` therefore measures the noise
 autocorrelation of one plane (`napari_wne.noise_stats.estimate_correlation`) and runs:
 
-- `CORRELATED_NOISE_MODEL` when the lag-1 correlation is at least `LAG1_THRESHOLD` and
-  the lag-2 one at most `LAG2_RATIO` times that: smoothed noise decays within a pixel or
-  two (Gaussian smoothing to 0.68 at lag 1 leaves 0.21 at lag 2), while signal left in
-  the measurement (smooth structure everywhere, no flat background) decays slowly
-  (0.58 then 0.44 on a plane of the bundled clean 3-D sample) and must not switch models;
+- `CORRELATED_NOISE_MODEL` when the lag-1 correlation exceeds the lag-2 one by at least
+  `EXCESS_THRESHOLD`: smoothed noise decays within a pixel or two, while signal left in the
+  measurement (smooth structure everywhere, no flat background) adds about as much at both
+  lags and must not switch models. White noise measures at most 0.03 (every real pair,
+  and white noise on their clean images), noise smoothed by a Gaussian of 0.4 px (lag-1
+  correlation 0.09) at least 0.075, and the white-noise model already loses 4 dB there;
 - `WHITE_NOISE_MODEL` otherwise, and for planes too small to measure.
 
-The thresholds come from `benchmarks/routing.py`, which sweeps the noise kernel and finds
-where the correlated-noise model starts to win.
+The figures come from `benchmarks/quality_routing.py`, which sweeps the noise kernel and
+shows where the correlated-noise model starts to win (docs/results.md).
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ AUTO = "auto"
 """The model name that asks for a choice by the image's noise."""
 WHITE_NOISE_MODEL = "unet-wne"
 CORRELATED_NOISE_MODEL = "unet-wne-corr"
-LAG1_THRESHOLD = 0.3
-LAG2_RATIO = 0.6
+EXCESS_THRESHOLD = 0.05
 SAMPLE_SIDE = 1024
 """The central crop of one plane that is measured: enough flat patches, cheap to read."""
 MIN_SIDE = 48
@@ -78,7 +78,7 @@ def choose_model(plane: np.ndarray) -> ModelChoice:
         )
     lags = tuple(round(float(c), 3) for c in estimate_correlation(plane))
     said = ", ".join(f"{c:.2f}" for c in lags)
-    if lags[0] >= LAG1_THRESHOLD and lags[1] <= LAG2_RATIO * lags[0]:
+    if lags[0] - lags[1] >= EXCESS_THRESHOLD:
         return ModelChoice(
             CORRELATED_NOISE_MODEL, lags, f"spatially correlated noise (lags 1-3: {said})"
         )
