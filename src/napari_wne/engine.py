@@ -128,6 +128,9 @@ class Engine:
             halo = default_halo(model, layout.spatial_dims)
         self.halo = int(halo)
         tile = settings.tile_shape(layout.spatial_dims)
+        limit = get_model(model).max_tile  # a zoo package of one fixed size
+        if limit is not None:
+            tile = tuple(min(t, m) for t, m in zip(tile, limit, strict=True))
         dims = len(tile)
         self.grid = TileGrid(instance_shape, tile, (self.halo,) * dims, (settings.blend,) * dims)
         self.batch_size = settings.batch_size or max(
@@ -346,7 +349,10 @@ def default_halo(model: str, spatial_dims: int) -> int:
     A deep UNet's receptive field (about 100 px) would double the work in 2D, for changes
     below 1e-3 of its impulse response.
     """
-    known = BACKBONES.get(get_model(model).backbone)  # None for a TorchScript module
+    spec = get_model(model)
+    if spec.halo is not None:  # declared by the model (a zoo package)
+        return spec.halo
+    known = BACKBONES.get(spec.backbone)  # None for a TorchScript module
     if known is not None and known.receptive_field <= EXACT_HALO_MAX:
         return known.receptive_field
     return effective_radius(model, spatial_dims)

@@ -17,6 +17,13 @@ import torch
 from torch import nn
 
 from .backbones import BACKBONES, build_backbone
+from .bioimageio_models import (
+    ZOO_BACKBONE,
+    ZOO_PREFIXES,
+    load_zoo_network,
+    split_zoo_string,
+    zoo_info,
+)
 from .model_io import CARD_FILE, WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
 from .wne import WNE
 
@@ -50,6 +57,12 @@ class ModelSpec:
     weights: str | None = None
     """Trained weights: a file name inside ``napari_wne/weights``, or an absolute path for a
     model named by path (see `napari_wne.model_io`); None if not trained."""
+    zoo_dims: tuple[int, ...] | None = None
+    """For a BioImage Model Zoo package: the dimensionality it declares."""
+    halo: int | None = None
+    """A halo the model declares (a zoo package's); None: the engine's default."""
+    max_tile: tuple[int, ...] | None = None
+    """The largest tile the model accepts (a zoo package of fixed size); None: any."""
 
     @property
     def trained(self) -> bool:
@@ -63,6 +76,8 @@ class ModelSpec:
     @property
     def dims(self) -> tuple[int, ...]:
         """Instance dimensionalities it runs on: its training's, or 2 and 3 if untrained."""
+        if self.zoo_dims is not None:
+            return self.zoo_dims
         if not self.trained or self.backbone == "torchscript":
             return (2, 3)
         if Path(self.weights).is_absolute():
@@ -110,6 +125,8 @@ def get_model(name: str) -> ModelSpec:
     """Look a model up by name or path (see `napari_wne.model_io`), with the names in the error."""
     if name in MODELS:
         return MODELS[name]
+    if name.startswith(ZOO_PREFIXES):
+        return _zoo_spec(name)
     spec = model_spec_for(name)
     if spec is None:
         known = ", ".join(sorted(MODELS))
@@ -118,6 +135,24 @@ def get_model(name: str) -> ModelSpec:
             "model folder, or NAME:PATH for a state dict of a registered model"
         )
     return spec
+
+
+def _zoo_spec(name: str) -> ModelSpec:
+    """A zoo package's spec (see `napari_wne.bioimageio_models`)."""
+    path, wrap = split_zoo_string(name)
+    info = zoo_info(path)
+    how = "wrapped with WNE" if wrap else "as packaged"
+    desc = f"BioImage Model Zoo package {info.name!r} ({info.weights}), {how}, from {path}"
+    return ModelSpec(
+        name,
+        ZOO_BACKBONE,
+        wrap,
+        desc,
+        weights=str(path),
+        zoo_dims=(info.spatial_dims,),
+        halo=info.halo,
+        max_tile=info.max_tile,
+    )
 
 
 def warn_if_untrained(spec: ModelSpec, stacklevel: int = 3) -> None:
@@ -171,6 +206,8 @@ def load_model(name: str, spatial_dims: int, device: str) -> nn.Module:
 def _build_model(
     spec: ModelSpec, spatial_dims: int, device: str, stamp: tuple[int, int] | None
 ) -> nn.Module:
+    if spec.backbone == ZOO_BACKBONE:
+        return load_zoo_network(Path(spec.weights), spatial_dims, device, wrap=spec.wne)
     if spec.name not in MODELS:
         return load_model_string(spec.name, spatial_dims, device)
     if spec.trained:  # the weights file, with its model.json beside it

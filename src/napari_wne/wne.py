@@ -51,6 +51,12 @@ def _per_instance(value: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
     return flat.expand(y.shape[0]).reshape(view) if flat.numel() == 1 else flat.reshape(view)
 
 
+def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move only when needed: a traced export (TorchScript) then records no fixed device,
+    and runs wherever it is loaded (CPU or GPU)."""
+    return x if x.device == device else x.to(device)
+
+
 class WNE(nn.Module):
     """Wrap a backbone mapping (N, C, *spatial) to the same shape so it becomes NE.
 
@@ -97,7 +103,8 @@ class WNE(nn.Module):
         # the output s*g(0) + m collapses to the constant m (never 0/0 = NaN).
         divisor = torch.where(std > 0, std + self.eps, torch.ones_like(std))
         normalized = (y.to(mean.dtype) - mean) / divisor
-        g = self.backbone(self._backbone_input(normalized, y)).to(y.device, mean.dtype)
+        g = _on_device(self.backbone(self._backbone_input(normalized, y)), y.device)
+        g = g.to(mean.dtype)
         if g.shape != y.shape:
             raise RuntimeError(
                 f"backbone changed the shape {tuple(y.shape)} -> {tuple(g.shape)}; "
@@ -117,7 +124,7 @@ class WNE(nn.Module):
         if parameter is None:  # nothing fixes its dtype or device
             return normalized.to(y.dtype)
         dtype = parameter.dtype if y.dtype == torch.float64 else y.dtype
-        return normalized.to(parameter.device, dtype)
+        return _on_device(normalized, parameter.device).to(dtype)
 
     def extra_repr(self) -> str:
         return f"residual={self.residual}, eps={self.eps}"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from ..models import UntrainedModelWarning
 from ..output import IncompleteOutputError
 from ..pipeline import Cancelled
-from . import adapt, info, run, train
+from . import adapt, export, info, run, train
 
 __all__ = ["main"]
 
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     info.add_parsers(commands)
     train.add_parser(commands)
     adapt.add_parser(commands)
+    export.add_parser(commands)
     return parser
 
 

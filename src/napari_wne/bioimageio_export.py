@@ -1,0 +1,440 @@
+"""Export a model as a BioImage Model Zoo package (spec 0.5), for Fiji/deepImageJ and others.
+
+The package holds the whole map our engine runs on a tile: for a WNE model the wrapper is
+inside the network, so a zoo consumer feeds raw intensities and needs no pre- or
+postprocessing. It carries TorchScript weights (what deepImageJ and most consumers run)
+and a pytorch_state_dict with its architecture as one self-contained Python file (built
+from this package's own sources, so the two cannot drift). Sizes are declared as
+``min + n*8`` per spatial axis with the engine's halo; a test input (a crop of a bundled
+sample), its output, a cover and a README from the model card come along. No URL in it
+needs to resolve: the citation is a DOI, checked offline.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import tempfile
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+
+from . import __version__
+from .backbones import BACKBONES, _nd
+from .bioimageio_models import require_bioimageio
+from .engine import default_halo
+from .model_io import CARD_FILE, atomic_write, read_model_card
+from .models import MODELS, get_model, load_model, warn_if_untrained
+from .sample_data import NOISE, add_poisson_gaussian_noise, load_sample
+from .wne import WNE
+
+__all__ = ["STEP", "export_bioimageio"]
+
+GRID = 8
+"""The smallest tile is a multiple of 8 (the downsampling grid the engine's tiles start on)."""
+STEP = 1
+"""Above it, any size: the networks pad internally (checked on the trace), so a consumer's
+tile of any size gives what napari-wne gives, with no padding of its own."""
+TEST_SIDE = 128
+"""The test crop's side (grown to the smallest valid size when the halo needs more)."""
+WNE_PAPER = (
+    "Saied, A. and Fleuret, F. Normalization Equivariance for Arbitrary Backbones, with "
+    "Application to Image Denoising. ICML 2026. arXiv:2605.08193",
+    "10.48550/arXiv.2605.08193",
+)
+LICENSE = "BSD-3-Clause"
+"""The licence of napari-wne, its code and the weights it ships."""
+
+
+def export_bioimageio(
+    model: str,
+    output: str | Path,
+    *,
+    spatial_dims: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `model` (a name from ``napari_wne.MODELS`` or a trained model folder) as a
+    bioimage.io model package at `output` (a ``.zip``) and return its path.
+
+    `spatial_dims` is only for untrained models (trained ones keep their training's).
+    The zip appears whole or not at all.
+    """
+    require_bioimageio()
+    output = Path(output).expanduser()
+    if output.suffix.lower() != ".zip":
+        raise ValueError(f"{output}: a bioimage.io package is a .zip file; name it *.zip")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    card = _card(model, spatial_dims)
+    dims = card["spatial_dims"]
+    spec = get_model(model)
+    warn_if_untrained(spec)
+    network = load_model(model, dims, "cpu")
+    halo = default_halo(model, dims)
+    low = _round_up(2 * halo + GRID)  # the smallest tile that keeps a core beyond its halo
+    with tempfile.TemporaryDirectory(prefix="napari-wne-bioimageio-") as folder:
+        work = Path(folder)
+        test_in = _test_input(dims, low)
+        with torch.inference_mode():
+            test_out = network(torch.from_numpy(test_in)).numpy().astype(np.float32)
+        files = _write_files(work, card, network, test_in, test_out, low)
+        descr = _description(card, spec.name, files, halo, low, test_out)
+        package = work / "package.zip"
+        _save(descr, package)
+        atomic_write(output, lambda tmp: Path(tmp).write_bytes(package.read_bytes()))
+    return output
+
+
+def _round_up(size: int) -> int:
+    return -(-size // GRID) * GRID
+
+
+def _card(model: str, spatial_dims: int | None) -> dict[str, Any]:
+    """The model card: the trained one, or the registry's defaults for an untrained model."""
+    spec = MODELS.get(model)
+    if spec is not None and spec.trained:
+        card = read_model_card(resources.files("napari_wne").joinpath("weights", spec.weights))
+    elif spec is not None:
+        card = {
+            "backbone": spec.backbone,
+            "wne": spec.wne,
+            "wne_eps": 0.0,
+            "spatial_dims": spatial_dims or 2,
+            "channels": 1,
+            "backbone_kwargs": {},
+            "description": spec.description,
+        }
+    else:
+        path = Path(model).expanduser()
+        if not (path.is_dir() and (path / CARD_FILE).is_file()) and path.name != CARD_FILE:
+            known = ", ".join(sorted(MODELS))
+            raise ValueError(
+                f"cannot export {model!r}: export takes a model name ({known}) or a folder "
+                f"written by `napari-wne train` (with {CARD_FILE})"
+            )
+        card = read_model_card(path)
+    if spatial_dims is not None and spatial_dims != card["spatial_dims"]:
+        raise ValueError(
+            f"model {model!r} was trained on {card['spatial_dims']}-D images; it cannot be "
+            f"exported for {spatial_dims}-D"
+        )
+    if card.get("channels", 1) != 1:
+        raise ValueError(f"model {model!r} has {card['channels']} channels; export takes one")
+    return {**card, "name": card.get("name") or Path(model).name}
+
+
+def _test_input(dims: int, low: int) -> np.ndarray:
+    """A centred crop of a bundled sample, shaped (1, 1, *spatial), float32 raw intensities."""
+    if dims == 2:
+        image = load_sample("nuclei_2d")
+    else:
+        image = add_poisson_gaussian_noise(load_sample("nuclei_3d"), **NOISE)
+    side = max(low, TEST_SIDE)
+    shape = [min(side, n) for n in image.shape]
+    if any(s < low for s in shape):
+        raise ValueError(
+            f"the bundled sample {image.shape} is smaller than the model's smallest tile "
+            f"({low} px per axis); its halo is too large to make a test input"
+        )
+    crop = tuple(
+        slice((n - s) // 2, (n - s) // 2 + s) for n, s in zip(image.shape, shape, strict=True)
+    )
+    return np.ascontiguousarray(image[crop], dtype=np.float32)[None, None]
+
+
+# --- the package's files --------------------------------------------------------------------
+
+
+def _write_files(
+    work: Path,
+    card: dict,
+    network: torch.nn.Module,
+    test_in: np.ndarray,
+    test_out: np.ndarray,
+    low: int,
+) -> dict[str, Path]:
+    files = {
+        "test_input": work / "test_input.npy",
+        "test_output": work / "test_output.npy",
+        "sample_input": work / "sample_input.tif",
+        "sample_output": work / "sample_output.tif",
+        "cover": work / "cover.png",
+        "readme": work / "README.md",
+        "architecture": work / "architecture.py",
+        "state_dict": work / "weights.pt",
+        "torchscript": work / "weights_torchscript.pt",
+    }
+    np.save(files["test_input"], test_in)
+    np.save(files["test_output"], test_out)
+    tifffile.imwrite(files["sample_input"], test_in[0, 0])  # for people: any image viewer
+    tifffile.imwrite(files["sample_output"], test_out[0, 0])
+    _write_cover(files["cover"], test_in[0, 0], test_out[0, 0])
+    files["readme"].write_text(_readme(card, low), encoding="utf-8")
+    files["architecture"].write_text(architecture_source(card["backbone"]), encoding="utf-8")
+    state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+    torch.save(state, files["state_dict"])
+    _trace(network, test_in, low).save(str(files["torchscript"]))
+    return files
+
+
+def _trace(network: torch.nn.Module, test_in: np.ndarray, low: int) -> torch.jit.ScriptModule:
+    """TorchScript by tracing, checked against the network at other sizes and batch sizes
+    (a trace that had frozen one size would fail here, not in a user's Fiji)."""
+    example = torch.from_numpy(test_in)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # trace's deprecation and Python-bool notes
+        traced = torch.jit.trace(network, example, check_trace=False)
+    dims = test_in.ndim - 2
+    generator = torch.Generator().manual_seed(0)
+    for batch, sides in ((1, (low,) * dims), (2, (low + 5, *(low + 11,) * (dims - 1)))):
+        x = 100 + 50 * torch.rand((batch, 1, *sides), generator=generator)
+        with torch.inference_mode():
+            expected, got = network(x), traced(x)
+        if not torch.allclose(got, expected, rtol=1e-4, atol=1e-3):
+            raise RuntimeError(
+                f"the traced TorchScript differs from the network at shape {tuple(x.shape)} "
+                f"(max |diff| {float((got - expected).abs().max()):.3g}); cannot export it"
+            )
+    return traced
+
+
+def _write_cover(path: Path, noisy: np.ndarray, denoised: np.ndarray) -> None:
+    """Input and result side by side (2:1), each plane at the same contrast."""
+    import imageio.v3 as iio
+
+    if noisy.ndim == 3:  # a volume: its middle plane
+        noisy, denoised = noisy[len(noisy) // 2], denoised[len(denoised) // 2]
+    low, high = np.percentile(noisy, (0.5, 99.5))
+    pair = np.concatenate([noisy, denoised], axis=1)
+    scaled = np.clip((pair - low) / max(high - low, 1e-12), 0, 1)
+    iio.imwrite(path, np.rint(scaled * 255).astype(np.uint8))
+
+
+def architecture_source(backbone: str) -> str:
+    """One self-contained Python file that builds the network: our own modules (the
+    dimension helpers, the backbone, the WNE wrapper) with their relative imports joined,
+    and a `build_network` to call. Only torch is needed to run it."""
+    builder = BACKBONES[backbone].build
+    modules = [_nd, inspect.getmodule(builder), inspect.getmodule(WNE)]
+    parts = [
+        f'"""Architecture of a napari-wne {backbone} model, generated from napari-wne '
+        f'{__version__} (BSD-3-Clause). Build it with build_network(...)."""',
+        "",
+        "from __future__ import annotations",
+    ]
+    for module in modules:
+        parts += ["", f"# --- from {module.__name__} ---", _without_local_imports(module)]
+    parts += [
+        "",
+        "",
+        "def build_network(backbone_kwargs=None, spatial_dims=2, channels=1, wne=True, "
+        "wne_eps=0.0):",
+        '    """The backbone, wrapped with WNE when `wne` (as napari-wne runs it)."""',
+        "    kwargs = {k: tuple(v) if isinstance(v, list) else v "
+        "for k, v in (backbone_kwargs or {}).items()}",
+        f"    network = {builder.__name__}(spatial_dims=spatial_dims, channels=channels, **kwargs)",
+        "    return WNE(network, eps=wne_eps) if wne else network",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _without_local_imports(module: Any) -> str:
+    """A module's source less `from __future__` and relative imports (joined in one file)."""
+    source = inspect.getsource(module)
+    lines = source.splitlines()
+    drop: set[int] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or node.module == "__future__"):
+            drop.update(range(node.lineno - 1, node.end_lineno))
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _readme(card: dict, low: int) -> str:
+    """The model card as the package's documentation (with the Validation section the zoo
+    asks for)."""
+    wne = card["wne"]
+    lines = [
+        f"# {card['name']} (napari-wne)",
+        "",
+        card.get("description", ""),
+        "",
+        "Exported by napari-wne "
+        + __version__
+        + ". "
+        + (
+            "The network includes the WNE wrapper (Saied & Fleuret, ICML 2026): it normalizes "
+            "each input by its own mean and standard deviation, denoises, and restores the "
+            "intensities, so f(a*y + b) = a*f(y) + b. Feed raw intensities, in any units: no "
+            "pre- or postprocessing is needed."
+            if wne
+            else "A plain network: it sees raw intensities as they are, like napari-wne "
+            "runs it (no normalization)."
+        ),
+        "",
+        "## Usage",
+        "",
+        f"- Input and output: one channel, float32, axes batch, channel, "
+        f"{'z, ' if card['spatial_dims'] == 3 else ''}y, x.",
+        f"- Tiles of at least {low} px per axis, of any size above; larger tiles (512 px "
+        "or more) give statistics closer to the whole image and less halo overhead.",
+        "- Weights: TorchScript (Fiji/deepImageJ, bioimageio.core) and a PyTorch state dict "
+        "with its architecture in `architecture.py` (needs only torch).",
+        "",
+    ]
+    if "steps" in card:
+        noise = card.get("noise", {}).get("kind", "synthetic")
+        lines += [
+            "## Training",
+            "",
+            f"{card.get('mode', 'supervised')}, {card['steps']:,} steps on "
+            f"{len(card.get('training_data', []))} image sources with {noise} synthetic "
+            "noise (napari-wne's training; the full configuration is in `config.napari_wne`).",
+            "",
+        ]
+    lines += ["## Validation", ""]
+    scores = {k: v for k, v in card.get("scores", {}).items() if k != "how"}
+    if scores:
+        lines += [
+            "Real microscopy pairs the model never saw in training:",
+            "",
+            "| data | images | input PSNR / SSIM | model PSNR / SSIM |",
+            "|---|---|---|---|",
+        ]
+        for group, s in scores.items():
+            lines.append(
+                f"| {group} | {s['images']} | {s['input_psnr']:.2f} / {s['input_ssim']:.3f} | "
+                f"{s['psnr']:.2f} / {s['ssim']:.3f} |"
+            )
+        lines += ["", f"Scores: {card['scores']['how']}.", ""]
+    else:
+        lines += ["Not validated: this model has no trained weights (it is for testing).", ""]
+    lines += [
+        "## Citation and licence",
+        "",
+        f"{WNE_PAPER[0]}. doi:{WNE_PAPER[1]}",
+        "",
+        f"Licence: {LICENSE}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- the description -------------------------------------------------------------------------
+
+
+def _description(
+    card: dict, name: str, files: dict[str, Path], halo: int, low: int, test_out: np.ndarray
+) -> Any:
+    from bioimageio.spec.model import v0_5 as bmz
+
+    dims = card["spatial_dims"]
+    space = ["z", "y", "x"][-dims:]
+    inputs = bmz.InputTensorDescr(
+        id=bmz.TensorId("raw"),
+        description="raw intensities, any units",
+        axes=[
+            bmz.BatchAxis(),
+            bmz.ChannelAxis(channel_names=[bmz.Identifier("channel0")]),
+            *(
+                bmz.SpaceInputAxis(id=bmz.AxisId(a), size=bmz.ParameterizedSize(min=low, step=STEP))
+                for a in space
+            ),
+        ],
+        test_tensor=bmz.FileDescr(source=files["test_input"]),
+        sample_tensor=bmz.FileDescr(source=files["sample_input"]),
+        data=bmz.IntervalOrRatioDataDescr(type="float32"),
+    )
+
+    def out_axis(a: str) -> Any:
+        size = bmz.SizeReference(tensor_id=bmz.TensorId("raw"), axis_id=bmz.AxisId(a))
+        if halo > 0:
+            return bmz.SpaceOutputAxisWithHalo(id=bmz.AxisId(a), size=size, halo=halo)
+        return bmz.SpaceOutputAxis(id=bmz.AxisId(a), size=size)
+
+    outputs = bmz.OutputTensorDescr(
+        id=bmz.TensorId("denoised"),
+        description="denoised intensities, in the input's units",
+        axes=[
+            bmz.BatchAxis(),
+            bmz.ChannelAxis(channel_names=[bmz.Identifier("channel0")]),
+            *(out_axis(a) for a in space),
+        ],
+        test_tensor=bmz.FileDescr(source=files["test_output"]),
+        sample_tensor=bmz.FileDescr(source=files["sample_output"]),
+        data=bmz.IntervalOrRatioDataDescr(type="float32"),
+    )
+    torch_version = bmz.Version(torch.__version__)
+    kwargs = {
+        "backbone_kwargs": card.get("backbone_kwargs", {}),
+        "spatial_dims": dims,
+        "channels": 1,
+        "wne": bool(card["wne"]),
+        "wne_eps": float(card.get("wne_eps", 0.0)),
+    }
+    weights = bmz.WeightsDescr(
+        pytorch_state_dict=bmz.PytorchStateDictWeightsDescr(
+            source=files["state_dict"],
+            architecture=bmz.ArchitectureFromFileDescr(
+                source=files["architecture"],
+                callable=bmz.Identifier("build_network"),
+                kwargs=kwargs,
+            ),
+            pytorch_version=torch_version,
+        ),
+        torchscript=bmz.TorchscriptWeightsDescr(
+            source=files["torchscript"],
+            parent="pytorch_state_dict",
+            pytorch_version=torch_version,
+            comment="traced from the pytorch_state_dict network; checked at several sizes",
+        ),
+    )
+    # Denoised intensities are in the input's units (hundreds here): tolerate float32
+    # rounding of order 1e-5 relative, not an absolute 1e-3 meant for [0, 1] data.
+    scale = float(np.abs(test_out).max())
+    tolerance = bmz.ReproducibilityTolerance(
+        relative_tolerance=1e-3, absolute_tolerance=max(1e-3, 1e-5 * scale)
+    )
+    training = {k: card[k] for k in ("mode", "steps", "noise", "scores", "config") if k in card}
+    return bmz.ModelDescr(
+        name=f"napari-wne {name}"[:64],
+        description=(
+            f"{card.get('description', card['backbone'])}. Denoises {dims}D single-channel "
+            "microscopy; raw intensities in, denoised intensities out."
+        )[:1000],
+        authors=[bmz.Author(name="napari-wne developers")],
+        cite=[bmz.CiteEntry(text=WNE_PAPER[0], doi=bmz.Doi(WNE_PAPER[1]))],
+        license=bmz.LicenseId(LICENSE),
+        documentation=bmz.FileDescr(source=files["readme"]),
+        covers=[bmz.FileDescr(source=files["cover"])],
+        tags=["denoising", "normalization-equivariance", f"{dims}d", "pytorch", "napari-wne"],
+        inputs=[inputs],
+        outputs=[outputs],
+        weights=weights,
+        version=bmz.Version(__version__),
+        config=bmz.Config(
+            bioimageio=bmz.BioimageioConfig(reproducibility_tolerance=[tolerance]),
+            napari_wne={
+                "version": __version__,
+                "model": name,
+                "backbone": card["backbone"],
+                "wne": bool(card["wne"]),
+                "halo": halo,
+                **{k: json.loads(json.dumps(v)) for k, v in training.items()},
+            },
+        ),
+    )
+
+
+def _save(descr: Any, path: Path) -> None:
+    from bioimageio.spec import InvalidDescr, save_bioimageio_package
+
+    if isinstance(descr, InvalidDescr):  # pragma: no cover - the builders raise first
+        raise ValueError(f"the description is invalid: {descr.validation_summary}")
+    save_bioimageio_package(descr, output_path=path)
