@@ -26,9 +26,9 @@ from ..api import Instances, OutputDtype, denoise
 from ..axes import parse_axes
 from ..devices import available_devices
 from ..engine import Norm
-from ..models import DEFAULT_MODEL, MODELS, ModelSpec
+from ..models import DEFAULT_MODEL, MODELS, ModelSpec, saved_models
 
-__all__ = ["AUTO", "SettingsForm", "parse_size"]
+__all__ = ["AUTO", "SettingsForm", "model_choices", "parse_size"]
 
 AUTO = "auto"
 """What an automatic setting shows (and accepts) instead of a number."""
@@ -53,6 +53,12 @@ def parse_size(text: str, what: str) -> int | tuple[int, ...] | None:
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+def model_choices(_widget: Any = None) -> list[tuple[str, str]]:
+    """The Model list: every shipped model, then the user's saved ones (read anew each time)."""
+    shipped = [(n if s.trained else f"{n} (untrained)", n) for n, s in MODELS.items()]
+    return shipped + [(f"{name} (saved)", name) for name in saved_models()]
+
+
 def _size_field(label: str, tooltip: str) -> LineEdit:
     field = LineEdit(label=label, value=AUTO, tooltip=tooltip)
     field.native.setPlaceholderText(AUTO)
@@ -65,11 +71,7 @@ class SettingsForm:
 
     def __init__(self) -> None:
         self.image = ComboBox(label="Image")
-        self.model = ComboBox(
-            label="Model",
-            choices=[(n if s.trained else f"{n} (untrained)", n) for n, s in MODELS.items()],
-            value=DEFAULT_MODEL,
-        )
+        self.model = ComboBox(label="Model", choices=model_choices, value=DEFAULT_MODEL)
         self.model_info = _note()
         self.model_folder = FileEdit(
             label="Own model", mode="d", nullable=True,
