@@ -106,9 +106,10 @@ def preview_crop(
     and the `add_image` keywords that put its denoised copy in the same place."""
     layer, axes, shape = target.layer, target.axes, target.data.shape
     index = _plane_index(viewer, target)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9
     centre = list(viewer.dims.point)
-    for d, c in zip(viewer.dims.displayed, viewer.camera.center[-len(viewer.dims.displayed) :],
-                    strict=True):  # fmt: skip
+    shown = viewer.dims.displayed
+    for d, c in zip(shown, camera.center[-len(shown) :], strict=True):
         centre[d] = c
     middle = layer.world_to_data(centre)
     for axis in "YX":

@@ -7,6 +7,7 @@ loss of every check (the one that decides what is kept, drawn with dots).
 
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
@@ -48,11 +49,12 @@ class LossPlot(QWidget):
         self.update()
 
     def y_range(self) -> tuple[float, float]:
-        """Loss limits: the held-out losses and the middle 90% of the training losses
-        (a few early spikes of the training loss would squash everything else)."""
-        values = sorted(loss for _, loss in self.train)
-        trimmed = values[len(values) // 20 : len(values) - len(values) // 20] or values
-        span = trimmed + [loss for _, loss in self.held_out]
+        """Loss limits: every held-out loss, and the training losses up to their 90th
+        percentile (a few spikes of the training loss would squash everything else)."""
+        train = [loss for _, loss in self.train]
+        span = [loss for _, loss in self.held_out]
+        if train:
+            span += [min(train), float(np.percentile(train, 90, method="lower"))]
         if not span:
             return 0.0, 1.0
         low, high = min(span), max(span)
