@@ -7,6 +7,7 @@ and its ``Literal`` types, `napari_wne.MODELS`), so the widget never restates th
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, get_args
 
 from magicgui.widgets import (
@@ -246,10 +247,11 @@ class SettingsForm:
         Returns why no run can work (a 3D-only model on an image without Z), or None.
         """
         reasons = {}
+        name = Path(spec.name).name if spec is not None else ""  # a folder by its own name
         if spec is not None and 3 not in spec.dims:
-            reasons["volumes"] = f"{spec.name} was trained on 2D images only"
+            reasons["volumes"] = f"{name} was trained on 2D images only"
         if spec is not None and 2 not in spec.dims:
-            reasons["planes"] = f"{spec.name} was trained on 3D volumes only"
+            reasons["planes"] = f"{name} was trained on 3D volumes only"
         combo = self.volumes.native
         for row, value in enumerate(get_args(Instances)):
             item = combo.model().item(row)

@@ -17,7 +17,6 @@ __all__ = ["LossPlot"]
 TRAIN_COLOR = QColor(120, 150, 200)
 HELD_OUT_COLOR = QColor(240, 160, 60)
 _MARGIN = 6
-_TEXT_HEIGHT = 14
 
 
 class LossPlot(QWidget):
@@ -75,7 +74,8 @@ class LossPlot(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         frame = QRectF(self.rect()).adjusted(_MARGIN, _MARGIN, -_MARGIN, -_MARGIN)
-        area = frame.adjusted(0, 0, 0, -_TEXT_HEIGHT)
+        line = self.fontMetrics().height() + 2
+        area = frame.adjusted(0, 0, 0, -line)
         text = self.palette().text().color()
         painter.setPen(QPen(text.darker(150) if text.lightness() > 128 else text.lighter(200)))
         painter.drawRect(area)
@@ -89,10 +89,15 @@ class LossPlot(QWidget):
             painter.drawEllipse(point, 2.5, 2.5)
         painter.setPen(QPen(text))
         low, high = self.y_range()
-        caption = f"step 0-{self.steps} · loss {low:.3g}-{high:.3g}"
+        bottom = QRectF(frame.left(), area.bottom(), frame.width(), line)
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(bottom, left, f"steps 0-{self.steps} · loss {low:.3g}-{high:.3g}")
+        key = [(TRAIN_COLOR, "training"), (HELD_OUT_COLOR, "held-out")]
         if self.held_out:
-            caption += f" · held-out best {min(loss for _, loss in self.held_out):.4g}"
-        bottom = QRectF(frame.left(), area.bottom(), frame.width(), _TEXT_HEIGHT)
-        painter.drawText(bottom, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         caption)  # fmt: skip
+            key[1] = (HELD_OUT_COLOR, f"held-out (best {min(v for _, v in self.held_out):.4g})")
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        for color, words in reversed(key):  # right to left: the key ends at the right edge
+            painter.setPen(QPen(color))
+            painter.drawText(bottom, right, words)
+            bottom.setRight(bottom.right() - self.fontMetrics().horizontalAdvance(words) - 8)
         painter.end()
