@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def adapt_view(viewer, widget, noisy, args: argparse.Namespace) -> None:
     """Adapt the model to the plane shown; the loss curve and before | after side by side."""
-    viewer.window.resize(args.size[0], args.size[1] + 400)  # room for the open section
+    viewer.window.resize(args.size[0], args.size[1] + 520)  # room for the open section
     viewer.layers.selection.active = noisy
     widget.adapt_section.expand(animate=False)
     panel = widget.adapt

@@ -3,11 +3,15 @@ loaded by `denoise(model=NAME)`, shown by `napari-wne models`."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
+import tifffile
 
 from napari_wne import denoise
 from napari_wne.cli import main
@@ -74,3 +78,18 @@ def test_an_unknown_name_lists_the_saved_ones_too(models_dir, tmp_path):
     shutil.copytree(_start_model(tmp_path), saved_model_folder("mine"))
     with pytest.raises(ValueError, match=r"unknown model 'nope'.*mine"):
         get_model("nope")
+
+
+def test_the_command_line_takes_a_saved_name_and_lists_it_in_a_new_process(models_dir, tmp_path):
+    shutil.copytree(_start_model(tmp_path), saved_model_folder("lab-scope"))
+    image = np.random.default_rng(1).poisson(40, (40, 48)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", image)
+    out = tmp_path / "out.tif"
+    assert main(["denoise", str(tmp_path / "in.tif"), str(out), "--model", "lab-scope"]) == 0
+    expected = denoise(image, model=str(saved_model_folder("lab-scope")), verbose=False)
+    np.testing.assert_allclose(tifffile.imread(out), expected, rtol=1e-6)
+    listed = subprocess.run(
+        [sys.executable, "-m", "napari_wne.cli", "models"], capture_output=True, text=True,
+        check=True, env={**os.environ, USER_MODELS_ENV: str(models_dir)},
+    )  # fmt: skip
+    assert any(line.startswith("lab-scope ") for line in listed.stdout.splitlines())

@@ -8,7 +8,7 @@ loss of every check (the one that decides what is kept, drawn with dots).
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtCore import QPointF, QRectF, QSize, Qt
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
@@ -24,7 +24,7 @@ class LossPlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(self.sizeHint().height())
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
             "Blue: the training loss of each step. Orange: the loss on the held-out rows, "
@@ -33,6 +33,9 @@ class LossPlot(QWidget):
         self.train: list[tuple[int, float]] = []
         self.held_out: list[tuple[int, float]] = []
         self.steps = 1
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 120 + self.fontMetrics().height())
 
     def clear(self, steps: int) -> None:
         """Start a new run of at most `steps` steps (the x axis)."""
