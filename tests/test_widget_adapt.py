@@ -159,7 +159,11 @@ def test_a_model_without_trained_weights_is_refused_with_the_reason(panel, qtbot
 
 
 def test_the_name_is_checked_as_typed(panel, models_dir):
-    _viewer, _widget, adapt, _layer = panel
+    _viewer, widget, adapt, _layer = panel
+    widget.adapt_section.collapse()  # the section folds away, and opens again
+    assert adapt.native.isHidden() and not widget.adapt_section.isExpanded()
+    widget.adapt_section.button.click()
+    assert not adapt.native.isHidden() and widget.adapt_section.isExpanded()
     adapt.save_as.value = "no/slashes"
     assert not adapt.adapt_button.enabled and "model name" in adapt.name_info.value
     adapt.save_as.value = "unet-wne"
@@ -200,3 +204,12 @@ def test_the_loss_plot_scales_to_its_points_and_paints(qtbot):
     points = plot.points(plot.held_out, QRectF(0, 0, 280, 90))
     assert points[0].x() < points[1].x() and points[0].y() < points[1].y()  # 0.5 drawn higher
     assert not plot.grab().isNull()
+
+
+def test_a_layer_opened_before_the_widget_gets_its_axes_and_a_name(models_dir, make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 40, 40), np.float32), name="early", axis_labels=("t", "y", "x"))
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wne", "WNE Denoise")
+    assert widget.image.value is viewer.layers["early"]
+    assert widget.axes.value == "TYX"
+    assert widget.adapt.save_as.value == "early-adapted"

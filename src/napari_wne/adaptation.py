@@ -191,14 +191,21 @@ class _Checks:
     reports that step, so a measurement waits for its step number in `after_step`.
     """
 
-    def __init__(self, card, on_check, cancel) -> None:
+    def __init__(
+        self,
+        card: dict[str, Any],
+        on_check: Callable[[HeldOutCheck], None] | None,
+        cancel: Callable[[], bool] | None,
+    ) -> None:
         self.card, self.on_check, self.cancel = card, on_check, cancel
         self.best = float("inf")
+        self.started = False
         self.waiting: tuple[torch.nn.Module, float] | None = None
 
     def measured(self, model: torch.nn.Module, loss: float) -> float:
         self.waiting = (model, loss)
-        if self.best == float("inf"):  # the starting model, before any step
+        if not self.started:  # the starting model, before any step
+            self.started = True
             self.after_step(0)
         return loss
 

@@ -98,9 +98,10 @@ class LossPlot(QWidget):
         key = [(TRAIN_COLOR, "training"), (HELD_OUT_COLOR, "held-out")]
         if self.held_out:
             key[1] = (HELD_OUT_COLOR, f"held-out (best {min(v for _, v in self.held_out):.4g})")
-        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-        for color, words in reversed(key):  # right to left: the key ends at the right edge
+        top = QRectF(area.left() + 4, area.top() + 2, area.width() - 8, line)
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop
+        for color, words in reversed(key):  # right to left, in the plot's top right corner
             painter.setPen(QPen(color))
-            painter.drawText(bottom, right, words)
-            bottom.setRight(bottom.right() - self.fontMetrics().horizontalAdvance(words) - 8)
+            painter.drawText(top, right, words)
+            top.setRight(top.right() - self.fontMetrics().horizontalAdvance(words) - 8)
         painter.end()

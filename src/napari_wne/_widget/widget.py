@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import Container
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
-from superqt import QCollapsible
 
 from ..models import MODELS, ModelSpec, UntrainedModelWarning, get_model
 from .adapt import AdaptPanel
@@ -25,6 +24,7 @@ from .form import SettingsForm
 from .layers import guess_axes, layer_data, offered, pick_layer
 from .preview import Preview
 from .runner import Job, Runner, fail
+from .section import Section
 
 if TYPE_CHECKING:
     import napari
@@ -59,9 +59,7 @@ class DenoiseWidget(Container):
         )
         self.compare = Compare(napari_viewer)
         self.adapt = AdaptPanel(napari_viewer, self._adapt_target, self._on_model_saved)
-        self.adapt_section = QCollapsible("Adapt to this image")
-        self.adapt_section.addWidget(self.adapt.native)
-        self.adapt_section.collapse(animate=False)
+        self.adapt_section = Section("Adapt to this image", self.adapt.native)
         self.native.layout().addWidget(self.adapt_section)
         self.last_result: tuple[Image, Image] | None = None
         """The input and result layers of the latest run, for Compare."""
@@ -93,6 +91,7 @@ class DenoiseWidget(Container):
         napari_viewer.layers.selection.events.active.connect(self._pick)
         napari_viewer.dims.events.current_step.connect(self._preview.request)
         self._pick(keep=False)  # not the list's first entry, which may be a hidden reference
+        self._on_image_changed()  # also when the list already showed the layer picked
         self._on_model_changed()
 
     # -- state the tests and scripts look at -------------------------------------------------
