@@ -28,7 +28,6 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
@@ -310,8 +309,3 @@ def _taken(name: str) -> bool:
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def preview_layers(viewer: napari.viewer.Viewer) -> list[Image]:
-    """The before/after preview layers now in the viewer."""
-    return [viewer.layers[n] for n in (BEFORE_NAME, AFTER_NAME) if n in viewer.layers]
