@@ -19,6 +19,10 @@ result safe to use unattended:
   step beat the starting model, the starting model is what is written ("kept the
   original").
 
+While it runs, `progress` hears of every step and `on_check` of every held-out
+measurement (with a way to write the weights measured, for a preview); `cancel` stops it
+after the current step, writing nothing.
+
 The result is a model folder (``model.safetensors`` + ``model.json``) that
 ``denoise(model=FOLDER)`` loads; its card says whether it was adapted, from which model,
 on which images, and the held-out loss before and after. The CLI (``napari-wne adapt``)
@@ -27,6 +31,7 @@ and the napari widget both call `adapt`.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -41,12 +46,13 @@ import torch
 
 from .blind_spot import blind_spot_mask, mask_radius, masked_loss
 from .datasets import NoiseConfig, normalize_intensity
-from .model_io import CARD_FILE, WEIGHTS_FILE, atomic_write, read_model_card
+from .model_io import CARD_FILE, WEIGHTS_FILE, atomic_write, read_model_card, save_weights
 from .models import trained_weights
 from .noise_stats import estimate_correlation
 from .training import TrainConfig, TrainProgress, train
+from .wne import WNE
 
-__all__ = ["AdaptSettings", "Adaptation", "adapt"]
+__all__ = ["AdaptSettings", "Adaptation", "AdaptationCancelled", "HeldOutCheck", "adapt"]
 
 KEPT_ORIGINAL = "kept the original: adaptation did not improve the held-out loss"
 
@@ -109,6 +115,35 @@ class Adaptation:
         )
 
 
+class AdaptationCancelled(RuntimeError):
+    """`adapt` was cancelled; nothing was written."""
+
+
+@dataclass(frozen=True)
+class HeldOutCheck:
+    """One measurement of the held-out loss, as `adapt`'s `on_check` callback gets it."""
+
+    step: int
+    """Steps trained when it was measured (0: the starting model)."""
+    loss: float
+    best_loss: float
+    """The lowest held-out loss so far, this one included."""
+    improved: bool
+    """Whether this is the lowest so far (always true at step 0): these weights would be kept."""
+    save: Callable[[Path], Path]
+    """Writes the weights measured as a model folder that `denoise` loads (for a preview);
+    valid only during the callback."""
+
+
+def _save_snapshot(model: torch.nn.Module, card: dict[str, Any], folder: Path) -> Path:
+    """Write `model`'s weights as they are now, with the starting model's card."""
+    folder.mkdir(parents=True, exist_ok=True)
+    backbone = model.backbone if isinstance(model, WNE) else model
+    save_weights(backbone.state_dict(), folder / WEIGHTS_FILE)
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    return folder
+
+
 def start_model(init: str) -> tuple[Path, dict[str, Any]]:
     """The weights file and model card of a shipped model name or a trained model folder."""
     weights = trained_weights(init)
@@ -149,6 +184,44 @@ def _measure_correlation(images: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(found, axis=0) if found else np.zeros(3)
 
 
+class _Checks:
+    """Tells `on_check` of each held-out measurement and raises when `cancel()` says so.
+
+    `train` measures before the first step and after some steps, each time before it
+    reports that step, so a measurement waits for its step number in `after_step`.
+    """
+
+    def __init__(
+        self,
+        card: dict[str, Any],
+        on_check: Callable[[HeldOutCheck], None] | None,
+        cancel: Callable[[], bool] | None,
+    ) -> None:
+        self.card, self.on_check, self.cancel = card, on_check, cancel
+        self.best = float("inf")
+        self.started = False
+        self.waiting: tuple[torch.nn.Module, float] | None = None
+
+    def measured(self, model: torch.nn.Module, loss: float) -> float:
+        self.waiting = (model, loss)
+        if not self.started:  # the starting model, before any step
+            self.started = True
+            self.after_step(0)
+        return loss
+
+    def after_step(self, step: int) -> None:
+        if self.waiting is not None:
+            model, loss = self.waiting
+            self.waiting = None
+            improved = loss < self.best
+            self.best = min(self.best, loss)
+            if self.on_check is not None:
+                save = functools.partial(_save_snapshot, model, self.card)
+                self.on_check(HeldOutCheck(step, loss, self.best, improved, save))
+        if self.cancel is not None and self.cancel():
+            raise AdaptationCancelled("adaptation cancelled; no model was saved")
+
+
 def adapt(
     images: Sequence[np.ndarray],
     output_dir: str | Path,
@@ -158,13 +231,16 @@ def adapt(
     sources: Sequence[str] = (),
     overwrite: bool = False,
     progress: Callable[[TrainProgress], None] | None = None,
+    on_check: Callable[[HeldOutCheck], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> Adaptation:
     """Fine-tune model `init` on noisy `images` (2-D, or stacks of 2-D planes) and write
     the result, or the unchanged starting model if adapting did not help, to `output_dir`.
 
     Images may be in any units (each is scaled by its own percentiles). `sources` names
     where they came from, for the card. Raises FileExistsError if `output_dir` already
-    holds a model, unless `overwrite`.
+    holds a model, unless `overwrite`; AdaptationCancelled once `cancel()` is true (checked
+    after every step and held-out check), with nothing written.
     """
     settings = settings or AdaptSettings()
     out = Path(output_dir)
@@ -201,6 +277,15 @@ def adapt(
     masked = torch.cat([m for m, _ in draws])
     indices = torch.cat([i for _, i in draws])
 
+    checks = _Checks(card, on_check, cancel)
+    measure = functools.partial(masked_loss, clean_inputs=unmasked, masked_inputs=masked,
+                                indices=indices)  # fmt: skip
+
+    def step_done(report: TrainProgress) -> None:
+        checks.after_step(report.step)
+        if progress is not None:
+            progress(report)
+
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".adapt-", dir=out.parent) as tmp:
         config = TrainConfig(
@@ -233,8 +318,8 @@ def adapt(
         train(
             config,
             noisy_images=[p for p, _ in parts],
-            progress=progress,
-            held_out=lambda model: masked_loss(model, unmasked, masked, indices),
+            progress=step_done,
+            held_out=lambda model: checks.measured(model, measure(model)),
         )
         trained = json.loads((Path(tmp) / CARD_FILE).read_text())
         record = trained["held_out_loss"]

@@ -110,7 +110,8 @@ def denoise(
         A name from ``napari_wne.MODELS``; the default is the fast UNet wrapped with WNE.
         Or a trained model by path: a folder written by ``napari-wne train``, a TorchScript
         file (``"wne:PATH"`` wraps it with WNE), or ``"NAME:PATH"`` for a state dict of
-        registered model NAME (see `napari_wne.model_io`).
+        registered model NAME (see `napari_wne.model_io`). Or the name of a saved model
+        (adapted in napari; see `napari_wne.models.saved_models`).
     axes:
         One letter per dimension from "TCZYX"; files usually say it themselves, and these
         win over what a file says. It decides what one instance is: each YX plane, or each

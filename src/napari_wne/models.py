@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -34,7 +36,10 @@ __all__ = [
     "UntrainedModelWarning",
     "get_model",
     "load_model",
+    "saved_model_folder",
+    "saved_models",
     "trained_weights",
+    "user_models_dir",
     "warn_if_untrained",
 ]
 
@@ -122,14 +127,16 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def get_model(name: str) -> ModelSpec:
-    """Look a model up by name or path (see `napari_wne.model_io`), with the names in the error."""
+    """Look a model up by name, saved name or path (see `napari_wne.model_io`), with the
+    names in the error. A plain name is a saved model before it is a relative path."""
     if name in MODELS:
         return MODELS[name]
     if name.startswith(ZOO_PREFIXES):
         return _zoo_spec(name)
-    spec = model_spec_for(name)
+    saved = saved_models().get(name)
+    spec = model_spec_for(str(saved) if saved else name)
     if spec is None:
-        known = ", ".join(sorted(MODELS))
+        known = ", ".join([*sorted(MODELS), *saved_models()])
         raise ValueError(
             f"unknown model {name!r}; choose one of: {known}, or give the path of a trained "
             "model folder, or NAME:PATH for a state dict of a registered model"
@@ -155,6 +162,56 @@ def _zoo_spec(name: str) -> ModelSpec:
     )
 
 
+USER_MODELS_ENV = "NAPARI_WNE_MODELS_DIR"
+"""Environment variable that moves the folder of saved models (`user_models_dir`)."""
+
+_SAVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def user_models_dir() -> Path:
+    """The one home of the user's saved models (e.g. adapted in napari), one folder each.
+
+    $NAPARI_WNE_MODELS_DIR if set, else the per-user data folder (platformdirs' when it is
+    installed, as it is with napari; else $XDG_DATA_HOME or ~/.local/share).
+    """
+    if os.environ.get(USER_MODELS_ENV):
+        return Path(os.environ[USER_MODELS_ENV]).expanduser()
+    try:
+        from platformdirs import user_data_dir
+
+        base = Path(user_data_dir("napari-wne", appauthor=False))
+    except ImportError:
+        share = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        base = Path(share) / "napari-wne"
+    return base / "models"
+
+
+def saved_model_folder(name: str) -> Path:
+    """The folder a model saved as `name` has (or will have); a ValueError says why a name
+    cannot be one: it must be a plain word, and not a shipped model's name."""
+    if not _SAVED_NAME.fullmatch(name):
+        raise ValueError(
+            f"model name {name!r}: use letters, digits, '-' and '_' (up to 64), starting "
+            "with a letter or digit"
+        )
+    if name in MODELS:
+        raise ValueError(f"model name {name!r} is a shipped model's; choose another name")
+    return user_models_dir() / name
+
+
+def saved_models() -> dict[str, Path]:
+    """The user's saved models by name: the folders of `user_models_dir` with a model in."""
+    home = user_models_dir()
+    if not home.is_dir():
+        return {}
+    return {
+        folder.name: folder
+        for folder in sorted(home.iterdir())
+        if _SAVED_NAME.fullmatch(folder.name) and folder.name not in MODELS
+        and (folder / CARD_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+    }  # fmt: skip
+
+
 def warn_if_untrained(spec: ModelSpec, stacklevel: int = 3) -> None:
     """Say plainly that an untrained model's output is not a denoised image."""
     if not spec.trained:
@@ -175,7 +232,7 @@ def trained_weights(model: str, option: str = "--init") -> Path:
         if not spec.trained:
             raise ValueError(f"model {model!r} has no trained weights to start from")
         return Path(str(resources.files("napari_wne").joinpath("weights", spec.weights)))
-    path = Path(model).expanduser().resolve()
+    path = Path(saved_models().get(model, model)).expanduser().resolve()
     if path.is_dir() or path.name == CARD_FILE:
         path = (path if path.is_dir() else path.parent) / WEIGHTS_FILE
     if not path.is_file():

@@ -7,6 +7,7 @@ and its ``Literal`` types, `napari_wne.MODELS`), so the widget never restates th
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, get_args
 
 from magicgui.widgets import (
@@ -26,9 +27,9 @@ from ..api import Instances, OutputDtype, denoise
 from ..axes import parse_axes
 from ..devices import available_devices
 from ..engine import Norm
-from ..models import DEFAULT_MODEL, MODELS, ModelSpec
+from ..models import DEFAULT_MODEL, MODELS, ModelSpec, saved_models
 
-__all__ = ["AUTO", "SettingsForm", "parse_size"]
+__all__ = ["AUTO", "SettingsForm", "model_choices", "parse_size"]
 
 AUTO = "auto"
 """What an automatic setting shows (and accepts) instead of a number."""
@@ -53,6 +54,12 @@ def parse_size(text: str, what: str) -> int | tuple[int, ...] | None:
     return sizes[0] if len(sizes) == 1 else sizes
 
 
+def model_choices(_widget: Any = None) -> list[tuple[str, str]]:
+    """The Model list: every shipped model, then the user's saved ones (read anew each time)."""
+    shipped = [(n if s.trained else f"{n} (untrained)", n) for n, s in MODELS.items()]
+    return shipped + [(f"{name} (saved)", name) for name in saved_models()]
+
+
 def _size_field(label: str, tooltip: str) -> LineEdit:
     field = LineEdit(label=label, value=AUTO, tooltip=tooltip)
     field.native.setPlaceholderText(AUTO)
@@ -65,11 +72,7 @@ class SettingsForm:
 
     def __init__(self) -> None:
         self.image = ComboBox(label="Image")
-        self.model = ComboBox(
-            label="Model",
-            choices=[(n if s.trained else f"{n} (untrained)", n) for n, s in MODELS.items()],
-            value=DEFAULT_MODEL,
-        )
+        self.model = ComboBox(label="Model", choices=model_choices, value=DEFAULT_MODEL)
         self.model_info = _note()
         self.model_folder = FileEdit(
             label="Own model", mode="d", nullable=True,
@@ -244,10 +247,11 @@ class SettingsForm:
         Returns why no run can work (a 3D-only model on an image without Z), or None.
         """
         reasons = {}
+        name = Path(spec.name).name if spec is not None else ""  # a folder by its own name
         if spec is not None and 3 not in spec.dims:
-            reasons["volumes"] = f"{spec.name} was trained on 2D images only"
+            reasons["volumes"] = f"{name} was trained on 2D images only"
         if spec is not None and 2 not in spec.dims:
-            reasons["planes"] = f"{spec.name} was trained on 3D volumes only"
+            reasons["planes"] = f"{name} was trained on 3D volumes only"
         combo = self.volumes.native
         for row, value in enumerate(get_args(Instances)):
             item = combo.model().item(row)

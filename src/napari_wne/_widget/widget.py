@@ -3,7 +3,8 @@
 It decides what to hand to `denoise` (the layer's data and axes, an output folder for
 large or lazy layers) and shows what comes back. The parts live beside it: the fields in
 `form`, the run in `runner`, the live preview in `preview`, the before/after views in
-`compare`, and what is read off a layer in `layers`.
+`compare`, what is read off a layer in `layers`, and the "Adapt to this image" section
+in `adapt`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..models import MODELS, ModelSpec, UntrainedModelWarning, get_model
+from .adapt import AdaptPanel
+from .adapt_job import AdaptTarget
 from .compare import Compare, add_residual
 from .form import SettingsForm
 from .layers import guess_axes, layer_data, offered, pick_layer
 from .preview import Preview
 from .runner import Job, Runner, fail
+from .section import Section
 
 if TYPE_CHECKING:
     import napari
@@ -54,6 +58,9 @@ class DenoiseWidget(Container):
             napari_viewer, form, self._preview_target, self._notify_error, self._on_warned
         )
         self.compare = Compare(napari_viewer)
+        self.adapt = AdaptPanel(napari_viewer, self._adapt_target, self._on_model_saved)
+        self.adapt_section = Section("Adapt to this image", self.adapt.native)
+        self.native.layout().addWidget(self.adapt_section)
         self.last_result: tuple[Image, Image] | None = None
         """The input and result layers of the latest run, for Compare."""
         self._axes_how = ""
@@ -84,6 +91,7 @@ class DenoiseWidget(Container):
         napari_viewer.layers.selection.events.active.connect(self._pick)
         napari_viewer.dims.events.current_step.connect(self._preview.request)
         self._pick(keep=False)  # not the list's first entry, which may be a hidden reference
+        self._on_image_changed()  # also when the list already showed the layer picked
         self._on_model_changed()
 
     # -- state the tests and scripts look at -------------------------------------------------
@@ -180,6 +188,8 @@ class DenoiseWidget(Container):
         self.form.axes.value = axes  # fires _check
         self._check()
         self._update_compare()
+        if layer is not None:
+            self.adapt.suggest_name(layer.name)
 
     def _check(self, *_: Any) -> None:
         """Validate axes and sizes, fit Volumes to the model, and switch Denoise on or off."""
@@ -278,6 +288,23 @@ class DenoiseWidget(Container):
         if layer is None or layer not in self.viewer.layers:
             raise LookupError("the input layer is gone")
         return layer, layer_data(layer, self.viewer), self._settings()
+
+    # -- adapt -------------------------------------------------------------------------------
+
+    def _adapt_target(self) -> AdaptTarget:
+        """The layer, axes, model and device the Denoise settings choose, for Adapt."""
+        layer = self.form.image.value
+        data = layer_data(layer, self.viewer)
+        if self._problem:
+            raise ValueError(self._problem)
+        axes = self.form.axes.value.strip().upper()
+        return AdaptTarget(layer, data, axes, self.model_name, self.form.device.value)
+
+    def _on_model_saved(self, name: str) -> None:
+        """A model was saved: list it, and choose it (instead of any Own model folder)."""
+        self.form.model.reset_choices()
+        self.form.model_folder.value = None
+        self.form.model.value = name
 
     # -- compare -----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import DEFAULT_MODEL, MODELS
+from ..models import DEFAULT_MODEL, MODELS, get_model, saved_models, user_models_dir
 
 
 def add_parsers(commands) -> None:
@@ -35,4 +35,14 @@ def _run_models(args: argparse.Namespace) -> int:
         status = "trained" if spec.trained else "UNTRAINED"
         default = " (default)" if spec.name == DEFAULT_MODEL else ""
         print(f"{spec.name:16s} {status:9s} {spec.description}{default}")
+    saved = saved_models()
+    print(f"\nsaved models, in {user_models_dir()} (set NAPARI_WNE_MODELS_DIR to move it):")
+    for name in saved:
+        try:
+            about = get_model(name).description
+        except ValueError as err:  # a damaged folder: say so, list the rest
+            about = f"unreadable: {err}"
+        print(f"{name:16s} {'saved':9s} {about}")
+    if not saved:
+        print("none yet (the WNE Denoise widget's Adapt section saves them here)")
     return 0
