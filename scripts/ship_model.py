@@ -76,6 +76,7 @@ def card_lines(card: dict) -> list[str]:
         f"{machine.get('gpu', machine['device'])} ({machine['processor']}, "
         f"{machine['cpu_count']} cores, {machine['torch_threads']} torch thread(s)), "
         f"shipped {card['shipped']}.",
+        *lineage_lines(card),
         f"- **Data:** {len(card['training_data'])} sources: "
         + ", ".join(f"`{d}`" for d in card["training_data"])
         + ".",
@@ -95,6 +96,21 @@ def card_lines(card: dict) -> list[str]:
             f"| {s['psnr']:.2f} / {s['ssim']:.3f} |"
         )
     return [*lines, "", f"Scores: {card['scores']['how']}.", ""]
+
+
+def lineage_lines(card: dict) -> list[str]:
+    """Where a fine-tuned model started, and the budget of the whole chain."""
+    if "lineage" not in card:
+        return []
+    steps = []
+    for stage in card["lineage"]:
+        camera = stage.get("camera")
+        share = f", {camera['p_correlated']:.0%} correlated" if camera else ""
+        steps.append(f"{stage['model']}: {stage['steps']:,} steps, {stage['noise']} noise{share}")
+    return [
+        "- **Fine-tuned from:** " + "; from ".join(steps) + f". Whole budget "
+        f"{card['total_steps']:,} steps, {card['total_wall_time_s'] / 3600:.2f} h."
+    ]
 
 
 def noise_text(noise: dict) -> str:
@@ -155,6 +171,33 @@ def write_cards() -> None:
                   report=DOCS / "models.md")  # fmt: skip
 
 
+def lineage(start: Path) -> list[dict]:
+    """The runs a fine-tuned model started from, newest first, down to one trained from
+    scratch: what each trained on, for how long, so the card states the whole budget."""
+    chain = []
+    while True:
+        card = json.loads(start.with_name(CARD_FILE).read_text())
+        shipped = start.parent.parent == ROOT / "src" / "napari_wne" / "weights"
+        noise = card["config"]["noise"]
+        chain.append(
+            {
+                "model": f"{start.parent.name} (shipped before {date.today()})"
+                if shipped
+                else f"run {start.parent.name}",
+                "steps": card["steps"],
+                "wall_time_s": card["wall_time_s"],
+                "noise": noise["kind"],
+                **({"camera": noise["camera"]} if "camera" in noise else {}),
+                "lr": card["config"]["lr"],
+            }
+        )
+        parent = card["config"].get("init_weights")
+        if shipped or not parent:  # a shipped card carries its own lineage already
+            chain[-1].update({k: card[k] for k in ("lineage",) if k in card})
+            return chain
+        start = Path(parent)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a folder written by `napari-wne train`")
@@ -182,9 +225,12 @@ def main() -> None:
     if card["noise"]["kind"] == "camera":  # scripts/train_campaign.py validates on two pairs
         card["validation"] = "W2S pair 010_0, and its clean image with correlated noise"
     if card["config"].get("init_weights"):  # a path on the training machine: name its model
-        start = Path(card["config"]["init_weights"])
-        card["config"]["init_weights"] = f"{start.parent.name} (as shipped before {date.today()})"
-        card["fine_tuned_from"] = card["config"]["init_weights"]
+        card["lineage"] = lineage(Path(card["config"]["init_weights"]))
+        card["config"]["init_weights"] = card["fine_tuned_from"] = card["lineage"][0]["model"]
+        card["total_steps"] = card["steps"] + sum(s["steps"] for s in card["lineage"])
+        card["total_wall_time_s"] = round(
+            card["wall_time_s"] + sum(s["wall_time_s"] for s in card["lineage"]), 2
+        )
     card["config"]["data"] = card["training_data"]
     target = ROOT / "src" / "napari_wne" / "weights" / spec.name
     target.mkdir(parents=True, exist_ok=True)

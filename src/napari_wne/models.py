@@ -121,9 +121,18 @@ MODELS: dict[str, ModelSpec] = {
         _spec("restormer", True),
         _spec("restormer", False),
         _spec("ne-dncnn", False),
+        ModelSpec(
+            "unet-wne-corr",
+            "unet",
+            True,
+            "the UNet of unet-wne fine-tuned on spatially correlated camera noise (data that "
+            "was registered, resampled, binned or smoothed on the camera); wrapped with WNE",
+            weights=f"unet-wne-corr/{WEIGHTS_FILE}",
+        ),
     )
 }
-"""Every model by name: each backbone plain and WNE-wrapped, and the NE-arch baseline."""
+"""Every model by name: each backbone plain and WNE-wrapped, the NE-arch baseline, and the
+correlated-noise UNet that `model="auto"` picks for such noise (`napari_wne.routing`)."""
 
 
 def get_model(name: str) -> ModelSpec:
