@@ -1,12 +1,11 @@
 """napari-wne: normalization-equivariant deep denoising for microscopy, in napari and headless."""
 
+from ._version import __version__
 from .api import denoise
 from .backbones import BACKBONES, build_backbone
 from .devices import available_devices, resolve_device
 from .models import DEFAULT_MODEL, MODELS, UntrainedModelWarning, load_model
 from .wne import WNE
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKBONES",

@@ -19,12 +19,20 @@ import torch
 
 from .axes import InstanceLayout
 from .backbones import BACKBONES
+from .devices import resolve_device
 from .models import get_model, load_model
 from .tiling import Tile, TileGrid
 from .tta import with_tta
 from .wne import WNE, instance_stats
 
-__all__ = ["Block", "Engine", "TileSettings", "default_halo", "effective_radius"]
+__all__ = [
+    "Block",
+    "Engine",
+    "TileSettings",
+    "cached_engine",
+    "default_halo",
+    "effective_radius",
+]
 
 Norm = Literal["tile", "global"]
 
@@ -241,6 +249,19 @@ class Engine:
             else:
                 y = self.model(x)
         return y[:, 0].to("cpu", x.dtype).numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def cached_engine(
+    model: str,
+    layout: InstanceLayout,
+    instance_shape: tuple[int, ...],
+    device: str,
+    settings: TileSettings,
+) -> Engine:
+    """One engine per process and configuration: dask tasks and cluster workers reuse it,
+    never pickle it. `device` may be "auto" (a cluster worker picks its own) or concrete."""
+    return Engine(model, layout, instance_shape, resolve_device(device)[0], settings)
 
 
 def _same_shape_batches(

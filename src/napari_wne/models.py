@@ -25,6 +25,7 @@ from .bioimageio_models import (
     zoo_info,
 )
 from .model_io import CARD_FILE, WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
+from .modes import DEFAULT_MODEL
 from .wne import WNE
 
 __all__ = [
@@ -37,9 +38,6 @@ __all__ = [
     "trained_weights",
     "warn_if_untrained",
 ]
-
-DEFAULT_MODEL = "unet-wne"
-"""The model used when none is named: the fast UNet wrapped with WNE."""
 
 
 class UntrainedModelWarning(UserWarning):
@@ -72,6 +70,15 @@ class ModelSpec:
         if Path(self.weights).is_absolute():
             return Path(self.weights).is_file()
         return resources.files("napari_wne").joinpath("weights", self.weights).is_file()
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The trained weights' file, or None for an untrained model."""
+        if not self.trained:
+            return None
+        if Path(self.weights).is_absolute():
+            return Path(self.weights)
+        return Path(str(resources.files("napari_wne").joinpath("weights", self.weights)))
 
     @property
     def dims(self) -> tuple[int, ...]:

@@ -8,9 +8,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..models import UntrainedModelWarning
-from ..output import IncompleteOutputError
-from ..pipeline import Cancelled
+from .._version import __version__
 from . import adapt, export, info, run, train
 
 __all__ = ["main"]
@@ -18,7 +16,11 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and --version end here, before torch is imported
+    from ..models import UntrainedModelWarning
+    from ..pipeline import Cancelled
+    from ..writers import IncompleteOutputError
+
     warnings.simplefilter("always", UntrainedModelWarning)
     warnings.showwarning = _show_warning
     try:
@@ -34,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-wne", description="Normalization-equivariant deep denoising of microscopy."
     )
+    parser.add_argument("--version", action="version", version=f"napari-wne {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run.add_parsers(commands)
     info.add_parsers(commands)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models import DEFAULT_MODEL
+from ..modes import DEFAULT_MODEL
 
 
 def add_parser(commands) -> None:
