@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -24,7 +25,15 @@ from .bioimageio_models import (
     split_zoo_string,
     zoo_info,
 )
-from .model_io import CARD_FILE, WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
+from .model_io import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    find_card,
+    is_torchscript,
+    load_backbone_weights,
+    load_trained,
+    read_model_card,
+)
 from .modes import DEFAULT_MODEL
 from .wne import WNE
 
@@ -226,3 +235,69 @@ def _build_model(
         backbone = build_backbone(spec.backbone, spatial_dims=spatial_dims)
     model = WNE(backbone) if spec.wne else backbone
     return model.to(device).eval()
+
+
+# --- model strings: a registered name, "NAME:PATH", "wne:PATH" or a path (`napari_wne.model_io`)
+
+
+def _parse(model: str) -> tuple[str | None, bool, Path]:
+    """Split "NAME:PATH" / "wne:PATH" / "PATH" into (registry name, wrap, path)."""
+    prefix, sep, rest = model.partition(":")
+    if sep and (prefix in MODELS or prefix == "wne"):
+        name = prefix if prefix in MODELS else None
+        return name, prefix == "wne", Path(rest).expanduser()
+    return None, False, Path(model).expanduser()
+
+
+def _looks_like_path(model: str) -> bool:
+    suffixes = (".safetensors", ".pt", ".pth", ".json", ".ts")
+    return "/" in model or os.sep in model or model.lower().endswith(suffixes)
+
+
+def model_spec_for(model: str) -> ModelSpec | None:
+    """A `ModelSpec` for a model string naming a file or folder; None if it names none.
+
+    Raises ValueError for a path that does not exist or a file that cannot be a model.
+    """
+    name, wrap, path = _parse(model)
+    if not path.exists():
+        if name or wrap or _looks_like_path(model):
+            raise ValueError(f"model {model!r}: {path} does not exist")
+        return None
+    where = str(path.resolve())
+    if name:
+        if not path.is_file():
+            raise ValueError(f"model {model!r}: {path} must be a weights file (.safetensors, .pt)")
+        spec = MODELS[name]
+        desc = f"{spec.description}; weights from {path}"
+        return ModelSpec(model, spec.backbone, spec.wne, desc, weights=where)
+    if is_torchscript(path):
+        how = "wrapped with WNE" if wrap else "as it is (not wrapped)"
+        return ModelSpec(
+            model, "torchscript", wrap, f"TorchScript module {path}, {how}", weights=where
+        )
+    found = find_card(path)
+    if found is None:
+        raise ValueError(
+            f"model {model!r}: {path} is neither a trained model folder (with {CARD_FILE}) nor "
+            "a TorchScript file; for a bare state dict name its architecture, e.g. "
+            f"'unet-wne:{path}'"
+        )
+    card = read_model_card(path)
+    wne = wrap or card["wne"]
+    dims, mode = card["spatial_dims"], card.get("mode", "")
+    desc = f"{card['backbone']} trained {mode} ({dims}-D), from {found[0].parent}"
+    return ModelSpec(model, card["backbone"], wne, desc, weights=str(found[1].resolve()))
+
+
+def load_model_string(model: str, spatial_dims: int, device: str | torch.device) -> nn.Module:
+    """Build the model a path-style model string names (see the module docstring)."""
+    name, wrap, path = _parse(model)
+    if name:
+        spec = MODELS[name]
+        return load_backbone_weights(
+            spec.backbone, path, spatial_dims=spatial_dims, wne=spec.wne, device=device
+        )
+    if is_torchscript(path):
+        return load_trained(path, device, wrap=wrap)
+    return load_trained(path, device, wrap=True if wrap else None, spatial_dims=spatial_dims)
