@@ -30,6 +30,7 @@ from .modes import (
     Norm,
     OutputDtype,
 )
+from .normalization import global_statistics_apply
 from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks, write_block
 from .sources import open_source
 from .writers import (
@@ -229,7 +230,7 @@ def denoise(
             file=sys.stderr,
         )
     stats = None
-    if norm == "global":
+    if global_statistics_apply(norm, engine.model, spec.name):
         stats = {
             b: instance_stats(source, layout, axes, b)
             for b in np.ndindex(*layout.batch_shape(source.shape))
