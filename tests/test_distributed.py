@@ -90,6 +90,22 @@ def test_a_failing_block_surfaces_the_workers_error(cluster, tmp_path):
     assert group.attrs["napari_wne"]["complete"] is False  # nothing that looks complete
 
 
+def test_cluster_writes_an_ome_tiff_through_its_staging(cluster, stack_path, tmp_path):
+    """The job carries the writer's choice: workers fill the TIFF's staging store, and the
+    client streams it into the OME-TIFF."""
+    path, _ = stack_path
+    common = dict(axes="TYX", block=40, device="cpu", verbose=False)
+    target = tmp_path / "remote.ome.tif"
+    result = denoise(path, output=target, scheduler=cluster.scheduler_address, **common)
+    assert result.format == "ome-tiff" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "remote.ome.tif", "stack.zarr",
+    ]  # fmt: skip
+    reference = denoise(path, output=tmp_path / "ref.ome.zarr", **common)
+    np.testing.assert_allclose(  # last-bit tolerance: see the first test
+        tifffile.imread(target), reference.to_dask().compute(), rtol=1e-6, atol=0
+    )
+
+
 def _engines_built() -> int:
     """How many engines this worker process built (its per-process cache)."""
     from napari_wne.engine import cached_engine

@@ -99,7 +99,14 @@ class TiffWriter:
                 if owner(self.staging) == "ours":  # killed between renaming and cleaning up
                     remove_ours(self.staging)
                 return self._result(plan)
-            fresh = not resume or owner(self.staging) in ("absent", "empty")
+            staged = owner(self.staging)
+            if staged == "ours" and not (resume or overwrite):
+                raise FileExistsError(
+                    f"output {self.path} has an unfinished run staged in {self.staging}; pass "
+                    "resume=True (CLI: --resume) to finish it, or overwrite=True (--overwrite) "
+                    "to start it over"
+                )
+            fresh = not resume or staged in ("absent", "empty")
             try:
                 OmeZarrWriter(self.staging).write(plan, fill, resume=resume, overwrite=not resume)
             except (ValueError, TypeError):  # bad input or settings: nothing worth resuming
