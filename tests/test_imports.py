@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,18 @@ def test_the_cycle_finder_finds_a_cycle(monkeypatch):
     """The check itself can fail: a made-up back edge is found."""
     monkeypatch.setitem(GRAPH, "napari_wne.wne", GRAPH["napari_wne.wne"] | {"napari_wne.api"})
     assert _cycle() is not None
+
+
+def test_the_command_line_starts_without_torch():
+    """``napari-wne --help``, ``--version`` and ``denoise --help`` import no torch (it alone
+    takes seconds), so they answer at once; the import happens when a command runs."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from napari_wne.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['denoise', '--help'], ['batch', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "print(sorted(m for m in ('torch', 'dask', 'zarr', 'napari') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -15,7 +15,8 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)  # --help and --version end here, before torch is imported
     from ..models import UntrainedModelWarning
     from ..pipeline import Cancelled
@@ -32,7 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+LATE = {"train": train, "adapt": adapt}
+"""Commands whose options come from modules that import torch: built in full only when
+they are the command given, so that ``napari-wne --help`` and the others start fast."""
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-wne", description="Normalization-equivariant deep denoising of microscopy."
     )
@@ -40,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run.add_parsers(commands)
     info.add_parsers(commands)
-    train.add_parser(commands)
-    adapt.add_parser(commands)
+    for name, module in LATE.items():
+        if command == name:
+            module.add_parser(commands)
+        else:
+            commands.add_parser(name, help=module.HELP)
     export.add_parser(commands)
     return parser
 

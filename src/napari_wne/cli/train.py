@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..modes import NOISE
 
+HELP = "train a denoiser on your images (rerun the same command to resume)"
+
 
 def add_parser(commands) -> None:
     """`napari-wne train`: the options of `napari_wne.training.TrainConfig`, on the CLI."""
@@ -16,7 +18,7 @@ def add_parser(commands) -> None:
 
     sub = commands.add_parser(
         "train",
-        help="train a denoiser on your images (rerun the same command to resume)",
+        help=HELP,
         description="Train a denoiser into OUTPUT_DIR. If OUTPUT_DIR holds a checkpoint of "
         "the same settings, training resumes from it. The result loads with "
         "denoise(image, model='OUTPUT_DIR').",
