@@ -175,9 +175,9 @@ def denoise(
         Boolean, complex, object or text data, or something that is not an image.
     FileExistsError
         The output exists and neither `overwrite` nor `resume` was given, or it is not an
-        output of napari-wne; `napari_wne.output.OutputInUseError` when another run is
+        output of napari-wne; `napari_wne.writers.OutputInUseError` when another run is
         writing it.
-    napari_wne.output.DiskFullError
+    napari_wne.writers.DiskFullError
         The disk filled up; the finished blocks are kept for `resume`.
 
     Warns

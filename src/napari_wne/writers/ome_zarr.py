@@ -14,7 +14,7 @@ because zarr 3 does not store a chunk equal to the fill value.
 
 The bookkeeping folder is created first and removed last, so a store killed at any moment
 of its creation or replacement is still recognised as ours: `resume` recreates it, and
-`overwrite` may delete it. Nothing else is ever deleted (see `napari_wne.output.paths`).
+`overwrite` may delete it. Nothing else is ever deleted (see `napari_wne.writers.paths`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class IncompleteOutputError(RuntimeError):
 class OmeZarrOutput:
     """Create, fill, mark and finalize one OME-Zarr output image.
 
-    The caller holds the output's lock (`napari_wne.output.output_lock`) from `create`
+    The caller holds the output's lock (`napari_wne.writers.output_lock`) from `create`
     to `finalize`.
     """
 
