@@ -127,12 +127,13 @@ def test_the_cycle_finder_finds_a_cycle(monkeypatch):
 
 
 def test_the_command_line_starts_without_torch():
-    """``napari-wne --help``, ``--version`` and ``denoise --help`` import no torch (it alone
-    takes seconds), so they answer at once; the import happens when a command runs."""
+    """``napari-wne --help``, ``--version``, ``denoise --help`` and ``models`` import no
+    torch (it alone takes seconds), so they answer at once; it is imported when a model is
+    built or an image denoised."""
     code = (
         "import contextlib, io, sys\n"
         "from napari_wne.cli import main\n"
-        "for argv in (['--help'], ['--version'], ['denoise', '--help'], ['batch', '--help']):\n"
+        "for argv in (['--help'], ['--version'], ['denoise', '--help'], ['models']):\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        main(argv)\n"
         "print(sorted(m for m in ('torch', 'dask', 'zarr', 'napari') if m in sys.modules))\n"

@@ -16,13 +16,11 @@ from typing import Any
 import dask.array as da
 
 from .sources import open_source
+from .writers.tiff import is_our_ome_tiff
 
 __all__ = ["get_reader"]
 
 LayerData = list[tuple[Any, dict[str, Any], str]]
-
-PROVENANCE_NAMESPACE = "napari-wne/provenance"
-"""The OME MapAnnotation namespace our OME-TIFFs carry (`napari_wne.writers.tiff`)."""
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:
@@ -30,7 +28,7 @@ def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:
     or None for anything else."""
     if isinstance(path, list):
         return None
-    if _is_ome_zarr_image(Path(path)) or _is_our_ome_tiff(Path(path)):
+    if _is_ome_zarr_image(Path(path)) or is_our_ome_tiff(Path(path)):
         return read_image
     return None
 
@@ -44,19 +42,6 @@ def _is_ome_zarr_image(path: Path) -> bool:
         attrs = attrs.get("attributes", attrs)
         return "multiscales" in attrs.get("ome", attrs)
     return False
-
-
-def _is_our_ome_tiff(path: Path) -> bool:
-    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")) or not path.is_file():
-        return False
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:  # reads the first page's tags only
-            xml = tif.ome_metadata if tif.is_ome else None
-    except Exception:  # not a readable TIFF: leave it to other readers, which will say so
-        return False
-    return bool(xml) and PROVENANCE_NAMESPACE in xml
 
 
 def read_image(path: str) -> LayerData:

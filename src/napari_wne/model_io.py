@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .backbones import BACKBONES, build_backbone
+from .model_files import CARD_FILE, WEIGHTS_FILE
 from .wne import WNE
 
 __all__ = [
@@ -50,10 +51,6 @@ __all__ = [
     "save_weights",
 ]
 
-CARD_FILE = "model.json"
-"""The trained model's description: backbone, settings, training record."""
-WEIGHTS_FILE = "model.safetensors"
-"""The trained backbone's state dict (without the parameter-free WNE wrapper)."""
 CARD_FORMAT = "napari-wne-model"
 
 _STATE_KEYS = ("state_dict", "model", "params", "params_ema", "net")

@@ -1,7 +1,9 @@
 """Named denoising models: a backbone, whether WNE wraps it, and its trained weights.
 
 A model is built once per (name, spatial dims, device) in each process and reused, so
-dask tasks and widget calls never rebuild it or carry it through a task graph.
+dask tasks and widget calls never rebuild it or carry it through a task graph. The
+registry itself imports no torch (``napari-wne models`` lists it at once); building a
+model, or reading one named by path, does.
 """
 
 from __future__ import annotations
@@ -13,29 +15,15 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from .backbones import BACKBONES, build_backbone
-from .bioimageio_models import (
-    ZOO_BACKBONE,
-    ZOO_PREFIXES,
-    load_zoo_network,
-    split_zoo_string,
-    zoo_info,
-)
-from .model_io import (
-    CARD_FILE,
-    WEIGHTS_FILE,
-    find_card,
-    is_torchscript,
-    load_backbone_weights,
-    load_trained,
-    read_model_card,
-)
+from .backbones import BACKBONES
+from .model_files import CARD_FILE, WEIGHTS_FILE, ZOO_PREFIXES
 from .modes import DEFAULT_MODEL
-from .wne import WNE
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -155,6 +143,8 @@ def get_model(name: str) -> ModelSpec:
 
 def _zoo_spec(name: str) -> ModelSpec:
     """A zoo package's spec (see `napari_wne.bioimageio_models`)."""
+    from .bioimageio_models import ZOO_BACKBONE, split_zoo_string, zoo_info
+
     path, wrap = split_zoo_string(name)
     info = zoo_info(path)
     how = "wrapped with WNE" if wrap else "as packaged"
@@ -222,6 +212,13 @@ def load_model(name: str, spatial_dims: int, device: str) -> nn.Module:
 def _build_model(
     spec: ModelSpec, spatial_dims: int, device: str, stamp: tuple[int, int] | None
 ) -> nn.Module:
+    import torch
+
+    from .backbones import build_backbone
+    from .bioimageio_models import ZOO_BACKBONE, load_zoo_network
+    from .model_io import load_trained
+    from .wne import WNE
+
     if spec.backbone == ZOO_BACKBONE:
         return load_zoo_network(Path(spec.weights), spatial_dims, device, wrap=spec.wne)
     if spec.name not in MODELS:
@@ -259,6 +256,8 @@ def model_spec_for(model: str) -> ModelSpec | None:
 
     Raises ValueError for a path that does not exist or a file that cannot be a model.
     """
+    from .model_io import find_card, is_torchscript, read_model_card
+
     name, wrap, path = _parse(model)
     if not path.exists():
         if name or wrap or _looks_like_path(model):
@@ -292,6 +291,8 @@ def model_spec_for(model: str) -> ModelSpec | None:
 
 def load_model_string(model: str, spatial_dims: int, device: str | torch.device) -> nn.Module:
     """Build the model a path-style model string names (see the module docstring)."""
+    from .model_io import is_torchscript, load_backbone_weights, load_trained
+
     name, wrap, path = _parse(model)
     if name:
         spec = MODELS[name]

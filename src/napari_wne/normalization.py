@@ -27,6 +27,7 @@ from .modes import NORM, Norm
 
 __all__ = [
     "NORM",
+    "TILE_STATISTICS",
     "Norm",
     "NormalizationIgnoredWarning",
     "check_finite",
@@ -94,6 +95,11 @@ def _mean_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = flat.mean(dim=1)
     # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
     return mean, (flat - mean[:, None]).square().mean(dim=1).sqrt()
+
+
+TILE_STATISTICS = (instance_stats, _mean_std)
+"""What a WNE network computes its own statistics with: exported architectures (a
+BioImage Model Zoo package, `napari_wne.bioimageio_export`) carry these functions' source."""
 
 
 def global_stats(read_strided: Callable[[int], np.ndarray], shape: Sequence[int]) -> tuple:

@@ -19,18 +19,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)  # --help and --version end here, before torch is imported
     from ..models import UntrainedModelWarning
-    from ..pipeline import Cancelled
-    from ..writers import IncompleteOutputError
 
     warnings.simplefilter("always", UntrainedModelWarning)
     warnings.showwarning = _show_warning
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, ConnectionError, IncompleteOutputError) as err:
+    except (ValueError, TypeError, OSError, ConnectionError) as err:
         print(f"napari-wne: error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Cancelled):
+    except KeyboardInterrupt:
         return 130
+    except RuntimeError as err:
+        if _is(err, "pipeline", "Cancelled"):
+            return 130
+        if _is(err, "writers", "IncompleteOutputError"):
+            print(f"napari-wne: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _is(err: BaseException, module: str, name: str) -> bool:
+    """Whether `err` is napari_wne.`module`.`name`. Only a command that imported that
+    module can raise it, so a command that did not (e.g. `models`) never imports it."""
+    loaded = sys.modules.get(f"napari_wne.{module}")
+    return loaded is not None and isinstance(err, getattr(loaded, name))
 
 
 LATE = {"train": train, "adapt": adapt}

@@ -36,7 +36,10 @@ from .paths import owner, remove_ours
 from .plan import Fill, OutputPlan
 from .result import DenoisedImage
 
-__all__ = ["IMAGEJ_DTYPES", "TiffWriter", "write_tiff"]
+__all__ = ["IMAGEJ_DTYPES", "PROVENANCE_NAMESPACE", "TiffWriter", "is_our_ome_tiff", "write_tiff"]
+
+PROVENANCE_NAMESPACE = "napari-wne/provenance"
+"""The namespace of the OME MapAnnotation that holds our provenance."""
 
 IMAGEJ_ORDER = "TZCYX"
 IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -189,7 +192,7 @@ def _ome_metadata(plan: OutputPlan) -> dict[str, Any]:
     if plan.provenance:
         meta["Description"] = "denoised by napari-wne; provenance in the MapAnnotation"
         meta["MapAnnotation"] = {
-            "Namespace": "napari-wne/provenance",
+            "Namespace": PROVENANCE_NAMESPACE,
             "Value": {k: _text(v) for k, v in plan.provenance.items()},
         }
     return meta
@@ -212,6 +215,20 @@ def _imagej_options(plan: OutputPlan) -> dict[str, Any]:
             f"{k} = {_text(v)}" for k, v in plan.provenance.items()
         )
     return options
+
+
+def is_our_ome_tiff(path: Path) -> bool:
+    """Whether `path` is an OME-TIFF napari-wne wrote (it carries our provenance)."""
+    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")) or not path.is_file():
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:  # reads the first page's tags only
+            xml = tif.ome_metadata if tif.is_ome else None
+    except Exception:  # not a readable TIFF: leave it to other readers, which will say so
+        return False
+    return bool(xml) and PROVENANCE_NAMESPACE in xml
 
 
 def _channel_name(name: str, index: int, count: int) -> str:
