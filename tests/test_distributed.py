@@ -55,7 +55,7 @@ def test_cluster_run_equals_the_local_run_voxel_for_voxel(cluster, stack_path, t
     )
     assert seen[-1].done == seen[-1].total == 3 * 3 * 3  # T x Y blocks x X blocks
     with Client(cluster) as client:  # the work really ran on both worker processes
-        counts = client.run(lambda: __import__("napari_wne.api").api._engine.cache_info().currsize)
+        counts = client.run(lambda: _engines_built())
     assert sorted(counts.values()) == [1, 1]
 
 
@@ -88,3 +88,26 @@ def test_a_failing_block_surfaces_the_workers_error(cluster, tmp_path):
         denoise(path, output=target, block=32, scheduler=cluster.scheduler_address, verbose=False)
     group = zarr.open_group(str(target), mode="r")
     assert group.attrs["napari_wne"]["complete"] is False  # nothing that looks complete
+
+
+def test_cluster_writes_an_ome_tiff_through_its_staging(cluster, stack_path, tmp_path):
+    """The job carries the writer's choice: workers fill the TIFF's staging store, and the
+    client streams it into the OME-TIFF."""
+    path, _ = stack_path
+    common = dict(axes="TYX", block=40, device="cpu", verbose=False)
+    target = tmp_path / "remote.ome.tif"
+    result = denoise(path, output=target, scheduler=cluster.scheduler_address, **common)
+    assert result.format == "ome-tiff" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "remote.ome.tif", "stack.zarr",
+    ]  # fmt: skip
+    reference = denoise(path, output=tmp_path / "ref.ome.zarr", **common)
+    np.testing.assert_allclose(  # last-bit tolerance: see the first test
+        tifffile.imread(target), reference.to_dask().compute(), rtol=1e-6, atol=0
+    )
+
+
+def _engines_built() -> int:
+    """How many engines this worker process built (its per-process cache)."""
+    from napari_wne.engine import cached_engine
+
+    return cached_engine.cache_info().currsize

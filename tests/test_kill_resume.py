@@ -2,7 +2,7 @@
 
 Each child is a CLI run, ``main(["denoise", ...])`` in a process of its own (forked from
 `cli_forkserver`, which has imported torch once for all of them). The named points of
-`napari_wne.output._hooks` let a child SIGKILL itself inside output creation, between a
+`napari_wne.writers._hooks` let a child SIGKILL itself inside output creation, between a
 block's pixels and its marker, or inside finalize, windows too short to hit from outside;
 two more children are killed from outside at random times. After each kill, ``--resume``
 must give exactly the bytes of an uninterrupted run. Every pixel compared is computed in
@@ -27,8 +27,8 @@ import zarr
 
 from cli_forkserver import CliRun, ForkServer
 from napari_wne.cli import main
-from napari_wne.output import OmeZarrOutput
-from napari_wne.output.lock import lock_path
+from napari_wne.writers import OmeZarrOutput
+from napari_wne.writers.lock import lock_path
 
 OPTIONS = ["--model", "unet-wne", "--device", "cpu", "--tile", "64", "--overlap", "8"]
 OPTIONS += ["--block", "64"]  # 4 blocks, one per plane: small and quick

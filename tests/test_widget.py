@@ -16,7 +16,7 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 
 from napari_wne import DEFAULT_MODEL, MODELS, denoise
 from napari_wne._widget import DenoiseWidget, layer_axes
-from napari_wne.output import OmeZarrOutput
+from napari_wne.writers import OmeZarrOutput
 
 pytestmark = pytest.mark.filterwarnings("ignore::napari_wne.UntrainedModelWarning")
 

@@ -104,3 +104,25 @@ def test_error_messages_end_with_what_to_do():
     assert unexpected.startswith("KeyError") and "report" in unexpected
     assert "press Denoise to try again" in unexpected
     assert advice(ValueError("axes 'Q' ...; use letters")) == "axes 'Q' ...; use letters"
+
+
+def test_save_as_ome_tiff_writes_the_result_with_the_layers_scale(
+    viewer_widget, qtbot, rng, tmp_path
+):
+    import tifffile
+
+    from napari_wne.sources import open_source
+
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (64, 64)).astype(np.uint16)
+    viewer.add_image(data, name="cells", scale=(0.5, 0.25), units=("µm", "µm"))
+    widget.output_folder.value = tmp_path
+    widget.form.output_format.value = "ome-tiff"  # a small layer, written since asked
+    run(widget, qtbot)
+    path = tmp_path / f"cells_denoised_{DEFAULT_MODEL}.ome.tif"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    source = open_source(path)
+    assert source.scale == {"Y": 0.5, "X": 0.25} and source.units["X"] == "micrometer"
+    layer = viewer.layers[f"cells denoised ({DEFAULT_MODEL})"]
+    np.testing.assert_array_equal(np.asarray(layer.data), tifffile.imread(path))
+    np.testing.assert_allclose(tifffile.imread(path), expected(data, "YX"), atol=1e-3)

@@ -1,7 +1,9 @@
-"""napari reader for OME-Zarr images (the outputs `denoise` writes), opened lazily.
+"""napari reader for our outputs: OME-Zarr images and OME-TIFFs napari-wne wrote, lazily.
 
 So that a result written headless or by the CLI opens in napari by drag and drop, with its
-physical scale, units and axis names, without another plugin.
+physical scale, units and axis names, without another plugin. Other OME-TIFFs are left to
+napari's own reader (and other plugins): only files that carry napari-wne's provenance
+are claimed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import dask.array as da
 
 from .sources import open_source
+from .writers.tiff import is_our_ome_tiff
 
 __all__ = ["get_reader"]
 
@@ -21,10 +24,13 @@ LayerData = list[tuple[Any, dict[str, Any], str]]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], LayerData] | None:
-    """napari's reader hook: a reader for an OME-Zarr image folder, or None for anything else."""
-    if isinstance(path, list) or not _is_ome_zarr_image(Path(path)):
+    """napari's reader hook: a reader for an OME-Zarr image folder or one of our OME-TIFFs,
+    or None for anything else."""
+    if isinstance(path, list):
         return None
-    return read_ome_zarr
+    if _is_ome_zarr_image(Path(path)) or is_our_ome_tiff(Path(path)):
+        return read_image
+    return None
 
 
 def _is_ome_zarr_image(path: Path) -> bool:
@@ -38,7 +44,7 @@ def _is_ome_zarr_image(path: Path) -> bool:
     return False
 
 
-def read_ome_zarr(path: str) -> LayerData:
+def read_image(path: str) -> LayerData:
     """Level 0 as a dask array, with scale, units and axis labels from the metadata."""
     source = open_source(path)
     axes = source.axes or ""

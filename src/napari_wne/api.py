@@ -2,42 +2,43 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dask.array as da
 import numpy as np
 import torch
 
-from .axes import InstanceLayout, parse_axes
+from .axes import parse_axes
 from .devices import resolve_device
-from .distributed import BlockJob, connect, run_on_cluster
-from .engine import Block, Engine, Norm, TileSettings
+from .disk_run import Cluster, DiskRun, write_run
+from .distributed import connect
+from .engine import Block, TileSettings, cached_engine
 from .models import DEFAULT_MODEL, get_model, warn_if_untrained
-from .output import (
-    OmeZarrOutput,
+from .modes import (
+    DTYPE,
+    INSTANCES,
+    MISSING_CHUNKS,
+    NORM,
+    Instances,
+    MissingChunks,
+    Norm,
+    OutputDtype,
+)
+from .normalization import global_statistics_apply
+from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks, write_block
+from .sources import open_source
+from .writers import (
+    DenoisedImage,
     check_not_unfinished,
     check_output_path,
     default_output_name,
-    input_fingerprint,
-    output_lock,
 )
-from .pipeline import (
-    CancelCheck,
-    Progress,
-    instance_stats,
-    lazy_result,
-    run_blocks,
-    write_block,
-)
-from .sources import DEFAULT_MISSING_CHUNKS, MissingChunks, Source, open_source
 
 __all__ = [
     "DenoisedImage",
@@ -49,41 +50,21 @@ __all__ = [
     "read_region",
 ]
 
-OutputDtype = Literal["float32", "input"]
-Instances = Literal["auto", "planes", "volumes"]
-
-
-@dataclass(frozen=True)
-class DenoisedImage:
-    """Where `denoise` wrote its OME-Zarr output, and how to read it back."""
-
-    path: Path
-    axes: str
-    scale: dict[str, float] = field(default_factory=dict)
-    units: dict[str, str] = field(default_factory=dict)
-
-    def to_dask(self) -> da.Array:
-        """The result as a lazy dask array (axes in `axes` order)."""
-        return da.from_zarr(str(self.path / "0"))
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
 
 def denoise(
     image: Any,
     model: str = DEFAULT_MODEL,
     *,
     axes: str | None = None,
-    missing_chunks: MissingChunks = DEFAULT_MISSING_CHUNKS,
-    instances: Instances = "auto",
+    missing_chunks: MissingChunks = MISSING_CHUNKS.default,  # type: ignore[assignment]
+    instances: Instances = INSTANCES.default,  # type: ignore[assignment]
     output: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
-    dtype: OutputDtype = "float32",
+    dtype: OutputDtype = DTYPE.default,  # type: ignore[assignment]
     tile: int | tuple[int, ...] | None = None,
     halo: int | None = None,
     blend: int = 16,
-    norm: Norm = "tile",
+    norm: Norm = NORM.default,  # type: ignore[assignment]
     batch_size: int | None = None,
     tta: bool = False,
     block: int | tuple[int, ...] | None = None,
@@ -125,10 +106,13 @@ def denoise(
         each Z plane on its own with a 2D one. "auto" (default) takes volumes unless the
         model was trained on 2D images only, and says so.
     output:
-        Write an OME-Zarr image here (block by block, for images larger than memory); the
-        path must end in ``.zarr`` (or ``.ome.zarr``). Paths given as `image` write to
-        ``<input name>_denoised.ome.zarr`` beside it when `output` is None. Only one run
-        at a time may write an output: it holds a lock file beside it.
+        Write the result here, block by block (for images larger than memory), in the
+        format its suffix names (`napari_wne.modes.OUTPUT_FORMAT`): ``.ome.zarr`` or
+        ``.zarr`` an OME-Zarr image, ``.ome.tif`` an OME-TIFF with pixel sizes, channel
+        names and provenance, ``.tif`` an ImageJ hyperstack with its calibration (TIFFs
+        are staged in a resumable OME-Zarr and streamed plane by plane). Paths given as
+        `image` write to ``<input name>_denoised.ome.zarr`` beside it when `output` is
+        None. Only one run at a time may write an output: it holds a lock file beside it.
     device:
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     dtype:
@@ -163,7 +147,7 @@ def denoise(
         raises `napari_wne.pipeline.Cancelled`, leaving a resumable output.
     scale, units:
         Physical pixel size and unit per axis letter (e.g. ``{"Y": 0.1, "X": 0.1}``,
-        ``{"Y": "micrometer"}``) for the OME-Zarr output; they replace what the file says.
+        ``{"Y": "micrometer"}``) for the written output; they replace what the file says.
     scheduler:
         Run the blocks as tasks on a dask.distributed cluster: its scheduler's address
         (``"tcp://host:8786"``) or a ``distributed.Client``. Needs an input path and an
@@ -178,7 +162,8 @@ def denoise(
     -------
     numpy.ndarray, dask.array.Array or DenoisedImage
         A numpy array for numpy input, a lazy dask array for dask input, and a
-        `DenoisedImage` (the path and a `to_dask()` reader) when an OME-Zarr was written.
+        `DenoisedImage` (the path, which ``str()`` gives, and a `to_dask()` reader) when
+        `output` was written.
 
     Raises
     ------
@@ -191,9 +176,9 @@ def denoise(
         Boolean, complex, object or text data, or something that is not an image.
     FileExistsError
         The output exists and neither `overwrite` nor `resume` was given, or it is not an
-        output of napari-wne; `napari_wne.output.OutputInUseError` when another run is
+        output of napari-wne; `napari_wne.writers.OutputInUseError` when another run is
         writing it.
-    napari_wne.output.DiskFullError
+    napari_wne.writers.DiskFullError
         The disk filled up; the finished blocks are kept for `resume`.
 
     Warns
@@ -209,14 +194,13 @@ def denoise(
     if output is None and source.path is not None:
         output = source.path.with_name(default_output_name(source.path))
     if output is not None:
-        check_output_path(output, source=source.path, formats=("zarr",))
+        check_output_path(output, source=source.path)
         output = Path(output).absolute()
     _check_dtype(source.dtype)
     if math.prod(source.shape) == 0:
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
     layout = parse_axes(source.axes, source.shape)
-    if instances not in ("auto", "planes", "volumes"):
-        raise ValueError(f"instances must be 'auto', 'planes' or 'volumes', got {instances!r}")
+    INSTANCES.check(instances)
     by_plane = instances == "planes" or (instances == "auto" and 3 not in spec.dims)
     if by_plane and layout.spatial_dims == 3:
         layout = parse_axes(layout.axes, source.shape, planes=True)
@@ -227,15 +211,14 @@ def denoise(
         torch_device, reason = resolve_device(device)
     else:  # plan here on the CPU; each worker resolves `device` on its own machine
         torch_device, reason = torch.device("cpu"), f"device {device} resolved on each worker"
-    if dtype not in ("float32", "input"):
-        raise ValueError(f"dtype must be 'float32' or 'input', got {dtype!r}")
+    DTYPE.check(dtype)
     out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
     settings = TileSettings(
         tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size, tta=tta
     )
     instance_shape = layout.spatial_shape(source.shape)
     make_engine = functools.partial(
-        _engine, spec.name, layout, instance_shape, str(torch_device), settings
+        cached_engine, spec.name, layout, instance_shape, str(torch_device), settings
     )
     engine = make_engine()
     block_shape = _block_shape(block, instance_shape)
@@ -248,7 +231,7 @@ def denoise(
             file=sys.stderr,
         )
     stats = None
-    if norm == "global":
+    if global_statistics_apply(norm, engine.model, spec.name):
         stats = {
             b: instance_stats(source, layout, axes, b)
             for b in np.ndindex(*layout.batch_shape(source.shape))
@@ -261,11 +244,12 @@ def denoise(
             "every worker can reach"
         )
     if output is not None:
+        run = DiskRun(engine, source, layout, block_shape, out_dtype, stats, spec.name, settings)
         with connect(scheduler) as client:
-            cluster = None if client is None else (client, device, resources)
-            return _to_zarr(
-                engine, source, layout, Path(output), block_shape, out_dtype, stats,
-                spec.name, settings, resume, overwrite, progress, cancel, cluster, tile_progress,
+            cluster = None if client is None else Cluster(client, str(device), resources)
+            return write_run(
+                run, Path(output), resume=resume, overwrite=overwrite, progress=progress,
+                cancel=cancel, tile_progress=tile_progress, cluster=cluster,
             )  # fmt: skip
     if isinstance(source.array, da.Array):
         lazy = lazy_result(make_engine, source, axes, layout, block_shape, out_dtype, stats)
@@ -284,21 +268,6 @@ def denoise(
     return result
 
 
-@functools.lru_cache(maxsize=4)
-def _engine(
-    model: str,
-    layout: InstanceLayout,
-    instance_shape: tuple[int, ...],
-    device: str,
-    settings: TileSettings,
-) -> Engine:
-    """One engine per process and configuration: dask tasks reuse it, never pickle it.
-
-    `device` may be "auto" (a cluster worker picks its own) or a concrete device.
-    """
-    return Engine(model, layout, instance_shape, resolve_device(device)[0], settings)
-
-
 def _block_shape(block: int | tuple[int, ...] | None, instance: tuple[int, ...]) -> tuple:
     if block is None:
         block = (4096, 4096) if len(instance) == 2 else (128, 512, 512)
@@ -307,130 +276,6 @@ def _block_shape(block: int | tuple[int, ...] | None, instance: tuple[int, ...])
     if len(block) != len(instance) or min(block) < 1:
         raise ValueError(f"block {block} needs {len(instance)} positive sizes")
     return tuple(min(b, n) for b, n in zip(block, instance, strict=True))
-
-
-def _chunk_shape(block_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Chunks inside each block-sized shard: small enough for napari to browse quickly.
-
-    A chunk must divide its shard: take the largest divisor of the block up to the wanted
-    size, or the whole block along an axis where that divisor would be tiny (a prime).
-    """
-    wanted = (1024, 1024) if len(block_shape) == 2 else (32, 256, 256)
-    chunks = []
-    for block, want in zip(block_shape, wanted, strict=True):
-        divisor = max(d for d in range(1, min(block, want) + 1) if block % d == 0)
-        chunks.append(divisor if divisor * 4 >= min(block, want) else block)
-    return tuple(chunks)
-
-
-def _to_zarr(
-    engine: Engine,
-    source: Source,
-    layout: InstanceLayout,
-    output: Path,
-    block_shape: tuple[int, ...],
-    out_dtype: np.dtype,
-    stats: dict | None,
-    model: str,
-    settings: TileSettings,
-    resume: bool,
-    overwrite: bool,
-    progress: Callable[[Progress], None] | None,
-    cancel: CancelCheck,
-    cluster: tuple[Any, str | torch.device, dict | None] | None,
-    tile_progress: Callable[[Progress], None] | None = None,
-) -> DenoisedImage:
-    axes = layout.axes
-    store = OmeZarrOutput(output)
-    out_axes = store.order(axes)
-    out_shape = tuple(source.shape[axes.index(a)] for a in out_axes)
-    spatial = dict(zip(layout.spatial_axes, block_shape, strict=True))
-    shards = tuple(spatial.get(a, 1) for a in out_axes)
-    chunk = dict(zip(layout.spatial_axes, _chunk_shape(block_shape), strict=True))
-    chunks = tuple(chunk.get(a, 1) for a in out_axes)
-    run = {
-        "input": str(source.path) if source.path else None,
-        "input_shape": list(source.shape),
-        "axes": axes,
-        "model": model,
-        "dtype": str(out_dtype),
-        "tile": list(engine.grid.tile_shape),
-        "halo": engine.halo,
-        "blend": settings.blend,
-        "norm": settings.norm,
-        "block": list(block_shape),
-    }
-    with store.disk_errors(), output_lock(output):
-        resumed = store.create(
-            shape=out_shape, dtype=out_dtype, axes=out_axes, chunks=chunks, shards=shards,
-            run=run, fingerprint=input_fingerprint(source.path, source.array),
-            overwrite=overwrite, resume=resume,
-        )  # fmt: skip
-        if not (resumed and store.is_complete()):
-            _fill(store, engine, source, layout, out_dtype, block_shape, stats, resumed,
-                  progress, cancel, cluster, run, settings, tile_progress)  # fmt: skip
-    return DenoisedImage(output, out_axes, source.scale, source.units)
-
-
-def _fill(
-    store: OmeZarrOutput,
-    engine: Engine,
-    source: Source,
-    layout: InstanceLayout,
-    out_dtype: np.dtype,
-    block_shape: tuple[int, ...],
-    stats: dict | None,
-    resumed: bool,
-    progress: Callable[[Progress], None] | None,
-    cancel: CancelCheck,
-    cluster: tuple[Any, str | torch.device, dict | None] | None,
-    run: dict[str, Any],
-    settings: TileSettings,
-    tile_progress: Callable[[Progress], None] | None,
-) -> None:
-    """Compute the blocks not yet marked done into `store`, then mark it complete."""
-    axes, out_axes = layout.axes, store.order(layout.axes)
-    target = store.array()
-    done = store.done_blocks() if resumed else set()
-    blocks = engine.blocks(layout.batch_shape(source.shape), block_shape)
-    todo = [b for b in blocks if b.key not in done]
-
-    def write(block_: Block, values: np.ndarray) -> None:
-        store.save_block(
-            block_.key,
-            lambda: write_block(target, layout, out_axes, block_, values, out_dtype),
-        )
-
-    done_before = len(blocks) - len(todo)
-    if cluster is None:
-        run_blocks(
-            engine, source, axes, todo, write, stats=stats, progress=progress, cancel=cancel,
-            done_before=done_before, total=len(blocks), tile_progress=tile_progress,
-        )  # fmt: skip
-    else:
-        client, device, resources = cluster
-        job = BlockJob(
-            input_path=str(source.path),
-            input_axes=axes,
-            model=run["model"],
-            layout=layout,
-            instance_shape=tuple(engine.grid.shape),
-            device=str(device),
-            settings=dataclasses.replace(settings, halo=engine.halo),
-            output=str(store.path),
-            out_axes=out_axes,
-            out_dtype=out_dtype.str,
-            stats=None if stats is None else tuple(stats.items()),
-            missing_chunks=source.missing_chunks,
-        )
-        run_on_cluster(
-            client, job, todo, progress=progress, cancel=cancel, done_before=done_before,
-            total=len(blocks), resources=resources,
-        )  # fmt: skip
-    store.finalize(
-        blocks=[b.key for b in blocks], axes=out_axes, scale=source.scale, units=source.units,
-        name=source.name, info=run,
-    )  # fmt: skip
 
 
 def _check_dtype(dtype: np.dtype) -> None:

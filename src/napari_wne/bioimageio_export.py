@@ -31,6 +31,7 @@ from .bioimageio_models import require_bioimageio
 from .engine import default_halo
 from .model_io import CARD_FILE, atomic_write, read_model_card
 from .models import MODELS, get_model, load_model, warn_if_untrained
+from .normalization import TILE_STATISTICS
 from .sample_data import NOISE, add_poisson_gaussian_noise, load_sample
 from .wne import WNE
 
@@ -229,6 +230,9 @@ def architecture_source(backbone: str) -> str:
         "from __future__ import annotations",
     ]
     for module in modules:
+        if module is inspect.getmodule(WNE):  # WNE's statistics live in their own home
+            parts += ["", "# --- from napari_wne.normalization ---"]
+            parts += [inspect.getsource(function) for function in TILE_STATISTICS]
         parts += ["", f"# --- from {module.__name__} ---", _without_local_imports(module)]
     parts += [
         "",

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model_files import ZOO_PREFIXES
 from .wne import WNE
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
     "zoo_info",
 ]
 
-ZOO_PREFIXES = ("bioimageio:", "wne+bioimageio:")
-"""Model strings that name a zoo package: as it is, or wrapped with WNE."""
 ZOO_BACKBONE = "bioimageio"
 """The backbone name a zoo package's `ModelSpec` carries."""
 

@@ -16,6 +16,7 @@ import tifffile
 import torch
 
 from .camera import CameraNoise, _log_uniform, _uniform, simulate_camera
+from .modes import NOISE
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -38,8 +39,8 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 Scale = Literal["auto", "dtype", "percentile"]
 
-NOISE_KINDS = ("mixed", "gaussian", "poisson-gaussian", "fixed", "camera")
-"""The kinds of synthetic noise `NoiseConfig` knows (the CLI's choices come from here)."""
+NOISE_KINDS = NOISE.values
+"""The kinds of synthetic noise `NoiseConfig` knows (defined in `napari_wne.modes.NOISE`)."""
 
 
 # --- reading images -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Run the blocks of one OME-Zarr output as tasks on a dask.distributed cluster.
+"""Run the blocks of one output as tasks on a dask.distributed cluster.
 
 A task carries only names and numbers (`BlockJob` and a `Block`): each worker process
 opens the input, builds the model and opens the output once, caches them, and reuses them
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from .axes import InstanceLayout
-from .engine import Block, TileSettings
-from .output import OmeZarrOutput
+from .engine import Block, TileSettings, cached_engine
+from .modes import MISSING_CHUNKS, MissingChunks, OutputFormat
 from .pipeline import (
     CancelCheck,
     Cancelled,
@@ -30,7 +30,8 @@ from .pipeline import (
     read_block,
     write_block,
 )
-from .sources import DEFAULT_MISSING_CHUNKS, MissingChunks, Source, open_source
+from .sources import Source, open_source
+from .writers import OmeZarrOutput, block_store
 
 __all__ = ["BlockJob", "compute_block", "connect", "run_on_cluster"]
 
@@ -48,11 +49,14 @@ class BlockJob:
     """As the user gave it ("auto", "cuda", ...): each worker resolves it for its own host."""
     settings: TileSettings
     """With the halo fixed by the client, so every worker tiles identically."""
-    output: str
+    store: str
+    """The block store the run's writer opened (for a TIFF, its staging OME-Zarr)."""
+    output_format: OutputFormat
+    """The writer's choice (`napari_wne.writers.writer_for`): what the blocks become."""
     out_axes: str
     out_dtype: str
     stats: tuple[tuple[tuple[int, ...], tuple[float, float]], ...] | None
-    missing_chunks: MissingChunks = DEFAULT_MISSING_CHUNKS
+    missing_chunks: MissingChunks = MISSING_CHUNKS.default  # type: ignore[assignment]
 
 
 @contextmanager
@@ -86,7 +90,7 @@ def _worker_source(path: str, axes: str, missing_chunks: MissingChunks) -> Sourc
 
 @functools.lru_cache(maxsize=4)
 def _worker_output(path: str) -> tuple[OmeZarrOutput, Any]:
-    store = OmeZarrOutput(path)
+    store = block_store(path)
     return store, store.array()
 
 
@@ -95,12 +99,10 @@ _torch_lock = threading.Lock()
 
 def compute_block(job: BlockJob, block: Block) -> str:
     """One task: read the block's box, denoise it, write its shard, mark it done."""
-    from .api import _engine  # late: api imports this module
-
     limit_malloc_arenas()
     source = _worker_source(job.input_path, job.input_axes, job.missing_chunks)
-    engine = _engine(job.model, job.layout, job.instance_shape, job.device, job.settings)
-    store, target = _worker_output(job.output)
+    engine = cached_engine(job.model, job.layout, job.instance_shape, job.device, job.settings)
+    store, target = _worker_output(job.store)
     box, tiles, data = read_block(engine, source, job.input_axes, block)
     stat = None if job.stats is None else dict(job.stats)[block.batch_index]
     with _torch_lock, torch.inference_mode():  # one forward at a time per worker process

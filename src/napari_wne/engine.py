@@ -12,21 +12,28 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from .axes import InstanceLayout
 from .backbones import BACKBONES
+from .devices import resolve_device
 from .models import get_model, load_model
+from .modes import NORM, Norm
+from .normalization import check_finite, takes_statistics
 from .tiling import Tile, TileGrid
 from .tta import with_tta
-from .wne import WNE, instance_stats
+from .wne import WNE
 
-__all__ = ["Block", "Engine", "TileSettings", "default_halo", "effective_radius"]
-
-Norm = Literal["tile", "global"]
+__all__ = [
+    "Block",
+    "Engine",
+    "TileSettings",
+    "cached_engine",
+    "default_halo",
+    "effective_radius",
+]
 
 
 BATCH_VOXELS = 2_000_000
@@ -112,8 +119,7 @@ class Engine:
         device: torch.device,
         settings: TileSettings,
     ) -> None:
-        if settings.norm not in ("tile", "global"):
-            raise ValueError(f"norm must be 'tile' or 'global', got {settings.norm!r}")
+        NORM.check(settings.norm)
         if settings.batch_size is not None and settings.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {settings.batch_size}")
         self.layout = layout
@@ -178,7 +184,7 @@ class Engine:
         `on_tiles(done, total)` is called after each forward pass, so a block that holds a
         whole large plane still shows progress.
         """
-        _check_finite(data)
+        check_finite(data)
         wne = isinstance(self.model, WNE)
         if not wne:
             _check_float32_range(data, self.model_name)
@@ -236,11 +242,24 @@ class Engine:
         if x.dtype != torch.float64 or self.device.type != "mps":
             x = x.to(self.device)  # MPS holds no float64: WNE normalizes on the CPU there
         with torch.inference_mode():
-            if stats is not None and isinstance(self.model, WNE):
+            if stats is not None and takes_statistics(self.model):
                 y = self.model(x, stats=stats)
             else:
                 y = self.model(x)
         return y[:, 0].to("cpu", x.dtype).numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def cached_engine(
+    model: str,
+    layout: InstanceLayout,
+    instance_shape: tuple[int, ...],
+    device: str,
+    settings: TileSettings,
+) -> Engine:
+    """One engine per process and configuration: dask tasks and cluster workers reuse it,
+    never pickle it. `device` may be "auto" (a cluster worker picks its own) or concrete."""
+    return Engine(model, layout, instance_shape, resolve_device(device)[0], settings)
 
 
 def _same_shape_batches(
@@ -263,21 +282,6 @@ def _same_shape_batches(
 def _shift(slices: Sequence[slice], origin: Sequence[slice]) -> tuple[slice, ...]:
     return tuple(
         slice(s.start - o.start, s.stop - o.start) for s, o in zip(slices, origin, strict=True)
-    )
-
-
-def _check_finite(block: np.ndarray) -> None:
-    if block.dtype.kind != "f":
-        return
-    finite = np.isfinite(block)
-    if finite.all():
-        return
-    n_nan = int(np.isnan(block).sum())
-    n_inf = int((~finite).sum()) - n_nan
-    raise ValueError(
-        f"the image has NaN or infinite pixels ({n_nan} NaN and {n_inf} infinite in one "
-        "block); replace them first, e.g. with numpy.nan_to_num or by filling from the "
-        "neighbours"
     )
 
 
@@ -321,19 +325,6 @@ def _check_result(
             "normalizes in float64 first"
         )
     raise ValueError(f"{problem}: {advice}")
-
-
-def global_stats(read_strided: Callable[[int], np.ndarray], shape: Sequence[int]) -> tuple:
-    """Mean and population std of one instance from a strided subsample (<= ~4M voxels).
-
-    Computed by `napari_wne.wne.instance_stats` in float64, like the statistics of a tile.
-    """
-    step = max(1, math.ceil((math.prod(shape) / 4_000_000) ** (1 / len(shape))))
-    sample = read_strided(step)
-    _check_finite(sample)
-    flat = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float64).reshape(1, -1))
-    mean, std = instance_stats(flat)
-    return float(mean), float(std)
 
 
 EXACT_HALO_MAX = 32

@@ -5,7 +5,8 @@ other file goes through ``torch.load(weights_only=True)``, which refuses a pickl
 would import or call anything. A TorchScript file, by contrast, *is* a program (its own
 restricted language, not Python); load one only from a source you trust.
 
-A model can be named to ``denoise(model=...)`` (and to `napari_wne.models.load_model`) as:
+A model can be named to ``denoise(model=...)`` (and to `napari_wne.models.load_model`, which
+parses these strings) as:
 
 - a registry name, e.g. ``"unet-wne"``;
 - ``"PATH"``: a folder written by ``napari-wne train`` (``model.json`` and
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from .backbones import BACKBONES, build_backbone
+from .model_files import CARD_FILE, WEIGHTS_FILE
 from .wne import WNE
 
 __all__ = [
@@ -43,18 +45,12 @@ __all__ = [
     "build_from_card",
     "is_torchscript",
     "load_backbone_weights",
-    "load_model_string",
     "load_trained",
     "load_weights",
-    "model_spec_for",
     "read_model_card",
     "save_weights",
 ]
 
-CARD_FILE = "model.json"
-"""The trained model's description: backbone, settings, training record."""
-WEIGHTS_FILE = "model.safetensors"
-"""The trained backbone's state dict (without the parameter-free WNE wrapper)."""
 CARD_FORMAT = "napari-wne-model"
 
 _STATE_KEYS = ("state_dict", "model", "params", "params_ema", "net")
@@ -197,7 +193,7 @@ def _load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str
 # --- trained model folders ------------------------------------------------------------------
 
 
-def _find_card(path: Path) -> tuple[Path, Path] | None:
+def find_card(path: Path) -> tuple[Path, Path] | None:
     """(model.json, weights file) for a folder, its model.json, or a weights file beside one."""
     if path.is_dir():
         card, weights = path / CARD_FILE, path / WEIGHTS_FILE
@@ -214,7 +210,7 @@ def read_model_card(path: str | Path) -> dict[str, Any]:
     Checked field by field, so a hand-edited or half-copied card is refused with what is
     wrong, naming the file, rather than failing later inside the backbone's constructor.
     """
-    found = _find_card(Path(path))
+    found = find_card(Path(path))
     if found is None:
         raise FileNotFoundError(f"no {CARD_FILE} in or beside {path}")
     where = found[0]
@@ -313,7 +309,7 @@ def load_trained(
             module = torch.jit.load(str(path), map_location=device)
         model = WNE(module) if wrap else module
         return model.to(device).eval()
-    found = _find_card(path)
+    found = find_card(path)
     if found is None:
         if not path.exists():
             raise FileNotFoundError(f"model {path} does not exist")
@@ -348,75 +344,3 @@ def load_backbone_weights(
     _load_into(module, load_weights(path), str(path))
     model = WNE(module) if wne else module
     return model.to(device).eval()
-
-
-# --- model strings (for models.get_model / load_model) --------------------------------------
-
-
-def _parse(model: str) -> tuple[str | None, bool, Path]:
-    """Split "NAME:PATH" / "wne:PATH" / "PATH" into (registry name, wrap, path)."""
-    from .models import MODELS
-
-    prefix, sep, rest = model.partition(":")
-    if sep and (prefix in MODELS or prefix == "wne"):
-        name = prefix if prefix in MODELS else None
-        return name, prefix == "wne", Path(rest).expanduser()
-    return None, False, Path(model).expanduser()
-
-
-def _looks_like_path(model: str) -> bool:
-    suffixes = (".safetensors", ".pt", ".pth", ".json", ".ts")
-    return "/" in model or os.sep in model or model.lower().endswith(suffixes)
-
-
-def model_spec_for(model: str):
-    """A `ModelSpec` for a model string naming a file or folder; None if it names none.
-
-    Raises ValueError for a path that does not exist or a file that cannot be a model.
-    """
-    from .models import MODELS, ModelSpec
-
-    name, wrap, path = _parse(model)
-    if not path.exists():
-        if name or wrap or _looks_like_path(model):
-            raise ValueError(f"model {model!r}: {path} does not exist")
-        return None
-    where = str(path.resolve())
-    if name:
-        if not path.is_file():
-            raise ValueError(f"model {model!r}: {path} must be a weights file (.safetensors, .pt)")
-        spec = MODELS[name]
-        desc = f"{spec.description}; weights from {path}"
-        return ModelSpec(model, spec.backbone, spec.wne, desc, weights=where)
-    if is_torchscript(path):
-        how = "wrapped with WNE" if wrap else "as it is (not wrapped)"
-        return ModelSpec(
-            model, "torchscript", wrap, f"TorchScript module {path}, {how}", weights=where
-        )
-    found = _find_card(path)
-    if found is None:
-        raise ValueError(
-            f"model {model!r}: {path} is neither a trained model folder (with {CARD_FILE}) nor "
-            "a TorchScript file; for a bare state dict name its architecture, e.g. "
-            f"'unet-wne:{path}'"
-        )
-    card = read_model_card(path)
-    wne = wrap or card["wne"]
-    dims, mode = card["spatial_dims"], card.get("mode", "")
-    desc = f"{card['backbone']} trained {mode} ({dims}-D), from {found[0].parent}"
-    return ModelSpec(model, card["backbone"], wne, desc, weights=str(found[1].resolve()))
-
-
-def load_model_string(model: str, spatial_dims: int, device: str | torch.device) -> nn.Module:
-    """Build the model a path-style model string names (see the module docstring)."""
-    from .models import MODELS
-
-    name, wrap, path = _parse(model)
-    if name:
-        spec = MODELS[name]
-        return load_backbone_weights(
-            spec.backbone, path, spatial_dims=spatial_dims, wne=spec.wne, device=device
-        )
-    if is_torchscript(path):
-        return load_trained(path, device, wrap=wrap)
-    return load_trained(path, device, wrap=True if wrap else None, spatial_dims=spatial_dims)

@@ -1,7 +1,9 @@
 """Named denoising models: a backbone, whether WNE wraps it, and its trained weights.
 
 A model is built once per (name, spatial dims, device) in each process and reused, so
-dask tasks and widget calls never rebuild it or carry it through a task graph.
+dask tasks and widget calls never rebuild it or carry it through a task graph. The
+registry itself imports no torch (``napari-wne models`` lists it at once); building a
+model, or reading one named by path, does.
 """
 
 from __future__ import annotations
@@ -14,20 +16,15 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from .backbones import BACKBONES
+from .model_files import CARD_FILE, WEIGHTS_FILE, ZOO_PREFIXES
+from .modes import DEFAULT_MODEL
 
-from .backbones import BACKBONES, build_backbone
-from .bioimageio_models import (
-    ZOO_BACKBONE,
-    ZOO_PREFIXES,
-    load_zoo_network,
-    split_zoo_string,
-    zoo_info,
-)
-from .model_io import CARD_FILE, WEIGHTS_FILE, load_model_string, load_trained, model_spec_for
-from .wne import WNE
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -42,9 +39,6 @@ __all__ = [
     "user_models_dir",
     "warn_if_untrained",
 ]
-
-DEFAULT_MODEL = "unet-wne"
-"""The model used when none is named: the fast UNet wrapped with WNE."""
 
 
 class UntrainedModelWarning(UserWarning):
@@ -77,6 +71,15 @@ class ModelSpec:
         if Path(self.weights).is_absolute():
             return Path(self.weights).is_file()
         return resources.files("napari_wne").joinpath("weights", self.weights).is_file()
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The trained weights' file, or None for an untrained model."""
+        if not self.trained:
+            return None
+        if Path(self.weights).is_absolute():
+            return Path(self.weights)
+        return Path(str(resources.files("napari_wne").joinpath("weights", self.weights)))
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -155,6 +158,8 @@ def get_model(name: str) -> ModelSpec:
 
 def _zoo_spec(name: str) -> ModelSpec:
     """A zoo package's spec (see `napari_wne.bioimageio_models`)."""
+    from .bioimageio_models import ZOO_BACKBONE, split_zoo_string, zoo_info
+
     path, wrap = split_zoo_string(name)
     info = zoo_info(path)
     how = "wrapped with WNE" if wrap else "as packaged"
@@ -272,6 +277,13 @@ def load_model(name: str, spatial_dims: int, device: str) -> nn.Module:
 def _build_model(
     spec: ModelSpec, spatial_dims: int, device: str, stamp: tuple[int, int] | None
 ) -> nn.Module:
+    import torch
+
+    from .backbones import build_backbone
+    from .bioimageio_models import ZOO_BACKBONE, load_zoo_network
+    from .model_io import load_trained
+    from .wne import WNE
+
     if spec.backbone == ZOO_BACKBONE:
         return load_zoo_network(Path(spec.weights), spatial_dims, device, wrap=spec.wne)
     if spec.name not in MODELS:
@@ -285,3 +297,73 @@ def _build_model(
         backbone = build_backbone(spec.backbone, spatial_dims=spatial_dims)
     model = WNE(backbone) if spec.wne else backbone
     return model.to(device).eval()
+
+
+# --- model strings: a registered name, "NAME:PATH", "wne:PATH" or a path (`napari_wne.model_io`)
+
+
+def _parse(model: str) -> tuple[str | None, bool, Path]:
+    """Split "NAME:PATH" / "wne:PATH" / "PATH" into (registry name, wrap, path)."""
+    prefix, sep, rest = model.partition(":")
+    if sep and (prefix in MODELS or prefix == "wne"):
+        name = prefix if prefix in MODELS else None
+        return name, prefix == "wne", Path(rest).expanduser()
+    return None, False, Path(model).expanduser()
+
+
+def _looks_like_path(model: str) -> bool:
+    suffixes = (".safetensors", ".pt", ".pth", ".json", ".ts")
+    return "/" in model or os.sep in model or model.lower().endswith(suffixes)
+
+
+def model_spec_for(model: str) -> ModelSpec | None:
+    """A `ModelSpec` for a model string naming a file or folder; None if it names none.
+
+    Raises ValueError for a path that does not exist or a file that cannot be a model.
+    """
+    from .model_io import find_card, is_torchscript, read_model_card
+
+    name, wrap, path = _parse(model)
+    if not path.exists():
+        if name or wrap or _looks_like_path(model):
+            raise ValueError(f"model {model!r}: {path} does not exist")
+        return None
+    where = str(path.resolve())
+    if name:
+        if not path.is_file():
+            raise ValueError(f"model {model!r}: {path} must be a weights file (.safetensors, .pt)")
+        spec = MODELS[name]
+        desc = f"{spec.description}; weights from {path}"
+        return ModelSpec(model, spec.backbone, spec.wne, desc, weights=where)
+    if is_torchscript(path):
+        how = "wrapped with WNE" if wrap else "as it is (not wrapped)"
+        return ModelSpec(
+            model, "torchscript", wrap, f"TorchScript module {path}, {how}", weights=where
+        )
+    found = find_card(path)
+    if found is None:
+        raise ValueError(
+            f"model {model!r}: {path} is neither a trained model folder (with {CARD_FILE}) nor "
+            "a TorchScript file; for a bare state dict name its architecture, e.g. "
+            f"'unet-wne:{path}'"
+        )
+    card = read_model_card(path)
+    wne = wrap or card["wne"]
+    dims, mode = card["spatial_dims"], card.get("mode", "")
+    desc = f"{card['backbone']} trained {mode} ({dims}-D), from {found[0].parent}"
+    return ModelSpec(model, card["backbone"], wne, desc, weights=str(found[1].resolve()))
+
+
+def load_model_string(model: str, spatial_dims: int, device: str | torch.device) -> nn.Module:
+    """Build the model a path-style model string names (see the module docstring)."""
+    from .model_io import is_torchscript, load_backbone_weights, load_trained
+
+    name, wrap, path = _parse(model)
+    if name:
+        spec = MODELS[name]
+        return load_backbone_weights(
+            spec.backbone, path, spatial_dims=spatial_dims, wne=spec.wne, device=device
+        )
+    if is_torchscript(path):
+        return load_trained(path, device, wrap=wrap)
+    return load_trained(path, device, wrap=True if wrap else None, spatial_dims=spatial_dims)

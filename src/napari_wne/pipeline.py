@@ -20,7 +20,8 @@ import dask.array as da
 import numpy as np
 
 from .axes import InstanceLayout, select
-from .engine import Block, Engine, global_stats
+from .engine import Block, Engine
+from .normalization import global_stats
 from .sources import Source
 
 __all__ = [

@@ -19,12 +19,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
 
 from .axes import KNOWN_AXES
+from .modes import MISSING_CHUNKS as MISSING_CHUNKS_MODE
+from .modes import MissingChunks
 from .ngff import axes_from_dimension_names, read_ngff_image
 from .tiff_files import samples_as_planes, tiff_problem, tiff_scale
 
@@ -39,16 +41,9 @@ __all__ = [
     "open_source",
 ]
 
-MissingChunks = Literal["error", "fill"]
-"""What a zarr chunk absent from its store means: an error, or the array's fill value."""
-MISSING_CHUNKS: tuple[str, ...] = get_args(MissingChunks)
-DEFAULT_MISSING_CHUNKS: MissingChunks = "error"
-MISSING_CHUNKS_HELP = (
-    "what a zarr chunk that is absent from the input store means: 'error' (default) stops "
-    "and names the chunk, as an interrupted copy or write leaves chunks out; 'fill' reads it "
-    "as the array's fill value. Zarr 3 does not store chunks that equal the fill value (e.g. "
-    "all-zero background): if the writer skips empty chunks, pass 'fill'"
-)
+MISSING_CHUNKS: tuple[str, ...] = MISSING_CHUNKS_MODE.values
+DEFAULT_MISSING_CHUNKS: MissingChunks = MISSING_CHUNKS_MODE.default  # type: ignore[assignment]
+MISSING_CHUNKS_HELP = MISSING_CHUNKS_MODE.help
 
 
 class CorruptInputError(ValueError):

@@ -11,36 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .normalization import instance_stats
+
 __all__ = ["WNE", "instance_stats"]
-
-
-def instance_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and population std of each instance, shaped (N, 1, 1, ...) for broadcasting.
-
-    Computed in float64 for float64 input and in float32 otherwise, whatever autocast
-    says: half-precision sums over a megavoxel tile would lose the equivariance. float64
-    input (what the engine passes) whose squares would overflow or vanish (intensities
-    near 1e160 or 1e-160) is scaled by a power of two first, which is exact.
-    """
-    stat_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
-    flat = y.to(stat_dtype).reshape(y.shape[0], -1)
-    mean, std = _mean_std(flat)
-    # One check, and only on float64: a float32 training step never waits for it.
-    if stat_dtype == torch.float64 and not bool(torch.all(torch.isfinite(std) & (std > 2**-450))):
-        _, exponent = torch.frexp(flat.abs().amax(dim=1, keepdim=True))
-        # 2**1024 is inf: intensities above 2**1023 get 2**1023, so |flat / scale| < 2.
-        scale = torch.ldexp(torch.ones_like(exponent, dtype=stat_dtype), exponent.clamp(max=1023))
-        mean, std = _mean_std(flat / scale)
-        mean, std = mean * scale[:, 0], std * scale[:, 0]
-    view = (y.shape[0],) + (1,) * (y.ndim - 1)
-    return mean.reshape(view), std.reshape(view)
-
-
-def _mean_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: the mean, and the population std about it."""
-    mean = flat.mean(dim=1)
-    # Centre first: the one-pass E[y^2] - E[y]^2 cancels catastrophically for bright, flat data.
-    return mean, (flat - mean[:, None]).square().mean(dim=1).sqrt()
 
 
 def _per_instance(value: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
@@ -73,6 +46,9 @@ class WNE(nn.Module):
         instance, and exact equivariance for every a > 0. A positive eps trades exact
         equivariance for dim instances (a*std(y) near eps) against the paper's numerics.
     """
+
+    takes_statistics = True
+    """It normalizes by statistics it can be given (`napari_wne.normalization`)."""
 
     def __init__(self, backbone: nn.Module, *, residual: bool = False, eps: float = 0.0) -> None:
         super().__init__()

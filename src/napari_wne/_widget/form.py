@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from magicgui.widgets import (
     CheckBox,
@@ -23,20 +23,21 @@ from magicgui.widgets import (
 from qtpy.QtCore import Qt
 from superqt import QCollapsible
 
-from ..api import Instances, OutputDtype, denoise
+from ..api import denoise
 from ..axes import parse_axes
 from ..devices import available_devices
-from ..engine import Norm
 from ..models import DEFAULT_MODEL, MODELS, ModelSpec, saved_models
+from ..modes import DTYPE, INSTANCES, NORM, OUTPUT_FORMAT
 
-__all__ = ["AUTO", "SettingsForm", "model_choices", "parse_size"]
+__all__ = ["AUTO", "IN_MEMORY", "SettingsForm", "model_choices", "parse_size"]
 
 AUTO = "auto"
 """What an automatic setting shows (and accepts) instead of a number."""
 
-DEFAULTS = {name: p.default for name, p in inspect.signature(denoise).parameters.items()}
+IN_MEMORY = "auto"
+"""The Save-as choice that keeps small in-memory results in memory (large ones: OME-Zarr)."""
 
-_INSTANCE_WORDS = {"auto": "automatic", "volumes": "in 3D (ZYX)", "planes": "plane by plane (2D)"}
+DEFAULTS = {name: p.default for name, p in inspect.signature(denoise).parameters.items()}
 _ERROR_STYLE = "color: #e0605a;"
 
 
@@ -89,18 +90,23 @@ class SettingsForm:
         self.axes_info = _note()
         self.volumes = ComboBox(
             label="Volumes",
-            choices=[(_INSTANCE_WORDS.get(v, v), v) for v in get_args(Instances)],
+            choices=INSTANCES.items(),
             value=DEFAULTS["instances"],
-            tooltip="How layers with a Z axis are denoised: as volumes with a 3D model, or "
-            "each plane alone with a 2D one. Automatic: in 3D unless the model was trained "
-            "on 2D images only.",
+            tooltip=f"How layers with a Z axis are denoised: {INSTANCES.help}.",
         )
         self.volumes_info = _note()
         self.output_folder = FileEdit(
             label="Output folder", mode="d", nullable=True,
-            tooltip="Where lazy (dask/zarr) or large layers are written as OME-Zarr, block by "
-            "block, and read back lazily; default: the folder of the layer's file.",
+            tooltip="Where results are written, block by block, and read back lazily (lazy or "
+            "large layers always are); default: the folder of the layer's file.",
         )  # fmt: skip
+        self.output_format = ComboBox(
+            label="Save as",
+            choices=[("in memory (OME-Zarr when large)", IN_MEMORY), *OUTPUT_FORMAT.items()],
+            value=IN_MEMORY,
+            tooltip="Keep small results in memory, or write every result into the Output "
+            f"folder as: {OUTPUT_FORMAT.help}.",
+        )
         self.overwrite = CheckBox(
             text="Replace existing output", value=DEFAULTS["overwrite"],
             tooltip="Otherwise an unfinished output of the same name is resumed and a "
@@ -134,13 +140,12 @@ class SettingsForm:
             "2D, 128x512x512 in 3D.",
         )
         self.norm = ComboBox(
-            label="Normalization", choices=list(get_args(Norm)), value=DEFAULTS["norm"],
-            tooltip="tile: statistics of each tile; global: one mean/std per plane or volume.",
+            label="Normalization", choices=list(NORM.values), value=DEFAULTS["norm"],
+            tooltip=NORM.help + ".",
         )  # fmt: skip
         self.dtype = ComboBox(
-            label="Output dtype", choices=list(get_args(OutputDtype)), value=DEFAULTS["dtype"],
-            tooltip="float32: the result as computed; input: rounded and clipped back to the "
-            "input's dtype.",
+            label="Output dtype", choices=list(DTYPE.values), value=DEFAULTS["dtype"],
+            tooltip=DTYPE.help + ".",
         )  # fmt: skip
         self.tta = CheckBox(
             text="Test-time augmentation (8x slower)", value=DEFAULTS["tta"],
@@ -185,7 +190,7 @@ class SettingsForm:
     def bottom(self) -> list:
         """The fields below it."""
         return [
-            self.output_folder, self.overwrite, self.residual, self.preview,
+            self.output_folder, self.output_format, self.overwrite, self.residual, self.preview,
             self.preview_status, self.buttons, self.progress, self.status,
         ]  # fmt: skip
 
@@ -193,7 +198,8 @@ class SettingsForm:
         """Every field that changes what a run computes: locked while one runs."""
         return [
             self.image, self.model, self.model_folder, self.device, self.axes, self.volumes,
-            self.output_folder, self.overwrite, self.residual, self.advanced,
+            self.output_folder, self.output_format, self.overwrite, self.residual,
+            self.advanced,
         ]  # fmt: skip
 
     def lock(self, locked: bool) -> None:
@@ -253,7 +259,7 @@ class SettingsForm:
         if spec is not None and 2 not in spec.dims:
             reasons["planes"] = f"{name} was trained on 3D volumes only"
         combo = self.volumes.native
-        for row, value in enumerate(get_args(Instances)):
+        for row, value in enumerate(INSTANCES.values):
             item = combo.model().item(row)
             item.setEnabled(value not in reasons)
             item.setData(reasons.get(value), Qt.ItemDataRole.ToolTipRole)
@@ -261,7 +267,7 @@ class SettingsForm:
             self.volumes.value = DEFAULTS["instances"]
         has_z = "Z" in axes.upper()
         self.volumes.native.setEnabled(has_z)
-        notes = [f"{_INSTANCE_WORDS[v]}: off, {why}" for v, why in reasons.items()]
+        notes = [f"{INSTANCES.words[v]}: off, {why}" for v, why in reasons.items()]
         if not has_z:
             notes = ["only for images with a Z axis"]
         problem = None

@@ -26,8 +26,10 @@ from superqt.utils import FunctionWorker
 
 from ..api import DenoisedImage, denoise, lazy_view
 from ..devices import resolve_device
-from ..output import OmeZarrOutput
+from ..modes import SUFFIXES
 from ..pipeline import Cancelled, Progress
+from ..writers import writer_for
+from .form import IN_MEMORY
 from .layers import MADE_BY_KEY
 
 if TYPE_CHECKING:
@@ -157,7 +159,7 @@ class Runner:
         job = Job(layer, data, kwargs, layer_kwargs)
         in_memory = isinstance(data, np.ndarray)
         size = math.prod(data.shape) * max(np.dtype(data.dtype).itemsize, 4)
-        if in_memory and size <= LARGE_LAYER_BYTES:
+        if in_memory and size <= LARGE_LAYER_BYTES and self.form.output_format.value == IN_MEMORY:
             return job
         job.data = lazy_view(data)
         job.output = self._output_path(layer, label)
@@ -175,16 +177,20 @@ class Runner:
             folder = Path(source).parent
         if folder is None:
             why = "lazily loaded" if not isinstance(layer.data, np.ndarray) else "large"
+            if self.form.output_format.value != IN_MEMORY:
+                why = "to be saved"
             raise ValueError(
-                f"layer {layer.name!r} is {why}, so its result is written to disk as OME-Zarr "
-                "block by block: choose an Output folder first"
+                f"layer {layer.name!r} is {why}, so its result is written to disk block by "
+                "block: choose an Output folder first"
             )
         stem = f"{_safe_name(layer.name)}_denoised_{_safe_name(label)}"
-        path = Path(folder) / f"{stem}.ome.zarr"
+        chosen = self.form.output_format.value
+        suffix = SUFFIXES["ome-zarr" if chosen == IN_MEMORY else chosen][0]
+        path = Path(folder) / f"{stem}{suffix}"
         number = 1
-        while not self.form.overwrite.value and path.exists() and OmeZarrOutput(path).is_complete():
+        while not self.form.overwrite.value and writer_for(path).finished():
             number += 1  # keep finished results: never resume into (reuse) one silently
-            path = Path(folder) / f"{stem}-{number}.ome.zarr"
+            path = Path(folder) / f"{stem}-{number}{suffix}"
         return path
 
     # -- running -----------------------------------------------------------------------------
@@ -236,7 +242,7 @@ class Runner:
     def _on_returned(self, job: Job, result: Any) -> None:
         layer = self.viewer.add_image(result, **job.layer_kwargs)
         seconds = time.perf_counter() - job.started
-        where = f" (OME-Zarr: {job.output})" if job.output is not None else ""
+        where = f" (written to {job.output})" if job.output is not None else ""
         self.form.progress.value = self.form.progress.max
         self.form.status.value = f"Done in {seconds:.1f} s · {self._speed(job)}{where}"
         self._on_result_added(job, layer)

@@ -6,32 +6,43 @@ spatial size (networks that downsample pad internally and crop back).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from .dncnn import DnCNN
-from .ne_arch import NEDnCNN
-from .restormer import Restormer
-from .unet import ResUNet
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["BACKBONES", "BackboneSpec", "build_backbone"]
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What a backbone is, how to build it, and how far it sees."""
+    """What a backbone is, how to build it, and how far it sees.
+
+    The registry names each network's class by module and name, and imports it (and
+    torch) only when it is built or measured: listing the models needs neither.
+    """
 
     name: str
-    build: Callable[..., nn.Module]
+    network: str
+    """``"module:Class"`` inside this package."""
     description: str
     spatial_dims: tuple[int, ...]
-    receptive_field: int
-    """Theoretical receptive-field radius in pixels at default settings (the measured,
-    effective one of a trained model is far smaller)."""
     equivariant: bool = False
     """True when the architecture is normalization-equivariant on its own (no wrapper)."""
+
+    @property
+    def build(self) -> Any:
+        """The network's class: called with ``spatial_dims``, ``channels`` and options."""
+        module, _, name = self.network.partition(":")
+        return getattr(import_module(f".{module}", __name__), name)
+
+    @property
+    def receptive_field(self) -> int:
+        """Theoretical receptive-field radius in pixels at default settings (the measured,
+        effective one of a trained model is far smaller)."""
+        return self.build.receptive_field()
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -39,32 +50,28 @@ BACKBONES: dict[str, BackboneSpec] = {
     for spec in (
         BackboneSpec(
             "dncnn",
-            DnCNN,
+            "dncnn:DnCNN",
             "DnCNN: 17 conv layers with BatchNorm, residual (Zhang et al. 2017)",
             (2, 3),
-            DnCNN.receptive_field(),
         ),
         BackboneSpec(
             "unet",
-            ResUNet,
+            "unet:ResUNet",
             "Fast multi-scale residual UNet (DRUNet-style), the microscopy default",
             (2, 3),
-            ResUNet.receptive_field(),
         ),
         BackboneSpec(
             "restormer",
-            Restormer,
+            "restormer:Restormer",
             "Transformer with softmax (transposed) attention and LayerNorm (Restormer-style)",
             (2, 3),
-            Restormer.receptive_field(),
         ),
         BackboneSpec(
             "ne-dncnn",
-            NEDnCNN,
+            "ne_arch:NEDnCNN",
             "Architectural NE baseline: affine convs, sort pooling, affine residual "
             "(Herbreteau et al. 2023)",
             (2, 3),
-            NEDnCNN.receptive_field(),
             equivariant=True,
         ),
     )

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models import DEFAULT_MODEL
+from ..modes import DEFAULT_MODEL
+
+HELP = "fine-tune a trained model on your own noisy images (no clean data needed)"
 
 
 def add_parser(commands) -> None:
@@ -16,7 +18,7 @@ def add_parser(commands) -> None:
     d = AdaptSettings()
     sub = commands.add_parser(
         "adapt",
-        help="fine-tune a trained model on your own noisy images (no clean data needed)",
+        help=HELP,
         description="Fine-tune a trained model on the noisy IMAGEs themselves (self-supervised, "
         "with a blind-spot mask as wide as the measured noise correlation) and write it to "
         "OUT_MODEL_DIR. A band of every image is held out: the adapted weights are kept only "

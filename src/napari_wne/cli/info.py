@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import DEFAULT_MODEL, MODELS, get_model, saved_models, user_models_dir
-
 
 def add_parsers(commands) -> None:
     """The `models` and `doctor` commands."""
@@ -31,6 +29,8 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
+    from ..models import DEFAULT_MODEL, MODELS, get_model, saved_models, user_models_dir
+
     for spec in MODELS.values():
         status = "trained" if spec.trained else "UNTRAINED"
         default = " (default)" if spec.name == DEFAULT_MODEL else ""

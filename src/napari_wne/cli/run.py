@@ -3,51 +3,43 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import tifffile
+from ..modes import DEFAULT_MODEL, DTYPE, INSTANCES, MISSING_CHUNKS, NORM, OUTPUT_FORMAT, SUFFIXES
 
-from ..api import DenoisedImage, denoise
-from ..model_io import atomic_write
-from ..models import DEFAULT_MODEL
-from ..output import (
-    DiskFullError,
-    IncompleteOutputError,
-    OmeZarrOutput,
-    OutputInUseError,
-    check_output_path,
-    default_output_name,
-    output_lock,
-    owner,
-    remove_ours,
-)
-from ..pipeline import Cancelled, Progress
-from ..sample_data import load_sample
-from ..sources import DEFAULT_MISSING_CHUNKS, MISSING_CHUNKS, MISSING_CHUNKS_HELP
+if TYPE_CHECKING:  # the library (and torch) is imported only when a command runs
+    from ..pipeline import Progress
+    from ..writers import DenoisedImage
 
 
 def add_parsers(commands) -> None:
     """The `demo`, `denoise` and `batch` commands."""
-    demo = commands.add_parser("demo", help="denoise the bundled real sample (no download)")
-    demo.add_argument("output_dir", nargs="?", default="napari-wne-demo", type=Path)
+    demo = commands.add_parser(
+        "demo",
+        help="denoise the bundled real sample (no download)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument(
+        "output_dir", nargs="?", default="napari-wne-demo", type=Path,
+        help="where the input and its denoised copy are written as TIFFs",
+    )  # fmt: skip
     add_model_options(demo)
     demo.set_defaults(run=_run_demo)
 
     one = commands.add_parser(
         "denoise",
         help="denoise one image (TIFF, zarr or OME-Zarr) into an OME-Zarr or a TIFF",
-        description="Denoise INPUT block by block. OUTPUT ending in .zarr is written as an "
-        "OME-Zarr image; OUTPUT ending in .tif or .tiff as a TIFF (staged in a resumable "
-        "OME-Zarr beside it, then converted plane by plane).",
+        description="Denoise INPUT block by block into OUTPUT, in the format its suffix "
+        "names: " + OUTPUT_FORMAT.help + ".",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    one.add_argument("input", type=Path)
-    one.add_argument("output", type=Path)
+    one.add_argument("input", type=Path, help="a TIFF, OME-TIFF, zarr array or OME-Zarr image")
+    suffixes = ", ".join(s for names in SUFFIXES.values() for s in names)
+    one.add_argument("output", type=Path, help=f"the result, ending in {suffixes}")
     add_run_options(one)
     one.set_defaults(run=_run_denoise)
 
@@ -59,15 +51,21 @@ def add_parsers(commands) -> None:
         "without its format suffix. Rerun it to finish an interrupted batch: finished "
         "outputs are skipped. Files that fail are reported and skipped; the exit code is 1 "
         "if any failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    many.add_argument("input_dir", type=Path)
-    many.add_argument("output_dir", type=Path)
+    many.add_argument("input_dir", type=Path, help="the folder of images to denoise")
+    many.add_argument("output_dir", type=Path, help="where the results are written")
     many.add_argument(
         "--pattern",
         default="*",
-        help="glob of the files to take (default: every .tif, .tiff and .zarr entry)",
+        help="glob of the files to take (* takes every .tif, .tiff and .zarr entry)",
     )
-    many.add_argument("--format", default="zarr", choices=["zarr", "tif"], help="output format")
+    many.add_argument(
+        "--format",
+        default=OUTPUT_FORMAT.default,
+        choices=[*OUTPUT_FORMAT.values, *BATCH_ALIASES],
+        help=OUTPUT_FORMAT.help + " ('zarr' and 'tif' are short for ome-zarr and imagej-tiff)",
+    )
     add_run_options(many)
     many.set_defaults(run=_run_batch)
 
@@ -76,16 +74,11 @@ def add_model_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"a name from `napari-wne models` (default {DEFAULT_MODEL}), or the folder "
-        "of a model trained with `napari-wne train`",
+        help="a name from `napari-wne models`, or the folder of a model trained with "
+        "`napari-wne train`",
     )
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    sub.add_argument(
-        "--dtype",
-        default="float32",
-        choices=["float32", "input"],
-        help="float32, or the input's type (rounded and clipped)",
-    )
+    sub.add_argument(DTYPE.option, default=DTYPE.default, choices=DTYPE.values, help=DTYPE.help)
 
 
 def add_run_options(sub: argparse.ArgumentParser) -> None:
@@ -94,19 +87,8 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
         "--axes",
         help="e.g. YX, ZYX, TYX, CZYX (default: from the file); overrides what the file says",
     )
-    sub.add_argument(
-        "--missing-chunks",
-        default=DEFAULT_MISSING_CHUNKS,
-        choices=MISSING_CHUNKS,
-        help=MISSING_CHUNKS_HELP,
-    )
-    sub.add_argument(
-        "--instances",
-        default="auto",
-        choices=["auto", "planes", "volumes"],
-        help="with Z: 3D volumes, or each Z plane on its own (auto: volumes unless the "
-        "model was trained in 2D)",
-    )
+    for mode in (MISSING_CHUNKS, INSTANCES):
+        sub.add_argument(mode.option, default=mode.default, choices=mode.values, help=mode.help)
     sub.add_argument("--tile", type=int, nargs="+", help="tile side(s) in pixels")
     sub.add_argument(
         "--overlap",
@@ -114,7 +96,7 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
         help="context kept around each tile, in pixels (default: the model's whole "
         "receptive field when at most 32 px, else its measured effective radius)",
     )
-    sub.add_argument("--norm", default="tile", choices=["tile", "global"])
+    sub.add_argument(NORM.option, default=NORM.default, choices=NORM.values, help=NORM.help)
     sub.add_argument("--batch-size", type=int, help="tiles per forward pass (default: ~2 M voxels)")
     sub.add_argument(
         "--tta",
@@ -149,14 +131,20 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from ..api import denoise
+    from ..sample_data import load_sample
+    from ..writers import save_tiff
+
     image = load_sample("nuclei_2d")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     output = args.output_dir / "nuclei_2d_denoised.tif"
     start = time.perf_counter()
-    result = denoise(image, args.model, axes="YX", device=args.device, dtype=args.dtype)
+    denoise(
+        image, args.model, axes="YX", device=args.device, dtype=args.dtype, output=output,
+        overwrite=True,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
-    _write_tiff(output, result, "YX", overwrite=True)
-    _write_tiff(args.output_dir / "nuclei_2d_input.tif", image, "YX", overwrite=True)
+    save_tiff(args.output_dir / "nuclei_2d_input.tif", image, "YX")
     print(f"denoised the bundled sample {image.shape} {image.dtype} in {seconds:.2f} s -> {output}")
     return 0
 
@@ -184,7 +172,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"no .tif, .tiff or .zarr entries match {args.pattern!r} in {args.input_dir}"
         )
-    suffix = ".ome.zarr" if args.format == "zarr" else ".tif"
+    from ..writers import default_output_name
+
+    suffix = SUFFIXES[BATCH_ALIASES.get(args.format, args.format)][0]
     targets = [args.output_dir / default_output_name(p, suffix) for p in inputs]
     _refuse_collisions(inputs, targets)
     failed = []
@@ -208,11 +198,15 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 BATCH_SUFFIXES = (".tif", ".tiff", ".zarr")
+BATCH_ALIASES = {"zarr": "ome-zarr", "tif": "imagej-tiff"}
+"""The short --format names batch took before OME-TIFF was an output."""
 
 
 def _finished(target: Path) -> bool:
-    """A TIFF appears only once complete; an OME-Zarr of ours says whether it is."""
-    return target.is_file() if target.suffix == ".tif" else OmeZarrOutput(target).is_complete()
+    """Whether the writer finds a finished result of ours there."""
+    from ..writers import writer_for
+
+    return writer_for(target).finished()
 
 
 def _refuse_collisions(inputs: list[Path], targets: list[Path]) -> None:
@@ -234,61 +228,11 @@ def _refuse_collisions(inputs: list[Path], targets: list[Path]) -> None:
 
 def _denoise_file(
     source: Path, target: Path, args: argparse.Namespace, resume: bool, overwrite: bool
-) -> DenoisedImage | None:
-    """Denoise one file into `target` (OME-Zarr or TIFF), showing a progress bar.
-
-    None when `resume` finds a finished TIFF there already: nothing was left to do.
-    """
-    if check_output_path(target, source=source) == "zarr":
-        return _denoise_to(source, target, args, resume=resume, overwrite=overwrite)
-    with output_lock(target):  # the TIFF and its staging: one run at a time
-        return _denoise_to_tiff(source, target, args, resume, overwrite)
-
-
-def _denoise_to_tiff(
-    source: Path, target: Path, args: argparse.Namespace, resume: bool, overwrite: bool
-) -> DenoisedImage | None:
-    """Stage an OME-Zarr beside `target` (resumable), convert it, then remove it."""
-    staging = target.with_name(f".{target.name}.partial.ome.zarr")
-    found = owner(target)
-    if found not in ("absent", "file"):
-        raise FileExistsError(
-            f"output {target} is a folder or a link; a TIFF output must be a file, and "
-            "napari-wne never deletes what it did not write: choose another path"
-        )
-    if found == "file" and not overwrite:
-        if not resume:
-            raise FileExistsError(f"output {target} exists; pass --overwrite to replace it")
-        if owner(staging) == "ours":  # killed between writing the TIFF and cleaning up
-            remove_ours(staging)
-        print(f"napari-wne: {target} is finished already; kept as it is", file=sys.stderr)
-        return None
-    fresh = not resume or owner(staging) in ("absent", "empty")
-    try:
-        written = _denoise_to(source, staging, args, resume=resume, overwrite=not resume)
-    except (DiskFullError, OutputInUseError, IncompleteOutputError):
-        raise  # resumable, or not ours to clean up
-    except Exception:
-        if fresh and owner(staging) == "ours":  # nothing worth resuming for a failed run
-            remove_ours(staging)
-        raise
-    try:
-        _zarr_to_tiff(written, target)
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise DiskFullError(
-            err.errno,
-            f"the disk is full writing {target} ({err.strerror}); the denoised result is kept "
-            f"in {staging}: free some space, then rerun the same command with --resume",
-        ) from err
-    remove_ours(staging)
-    return written
-
-
-def _denoise_to(
-    source: Path, output: Path, args: argparse.Namespace, *, resume: bool, overwrite: bool
 ) -> DenoisedImage:
+    """Denoise one file into `target` (any output format), showing a progress bar."""
+    from ..api import denoise
+    from ..pipeline import Cancelled
+
     options = dict(
         model=args.model,
         axes=args.axes,
@@ -310,10 +254,10 @@ def _denoise_to(
     )
     with _progress_bar(source.name) as report:
         try:
-            return denoise(source, output=output, progress=report, **options)
+            return denoise(source, output=target, progress=report, **options)
         except (KeyboardInterrupt, Cancelled):
             print(
-                f"\nnapari-wne: interrupted; rerun with --resume to finish {output}",
+                f"\nnapari-wne: interrupted; rerun with --resume to finish {target}",
                 file=sys.stderr,
             )
             raise
@@ -345,34 +289,3 @@ def _progress_bar(label: str):
     finally:
         if bar is not None:
             bar.close()
-
-
-def _zarr_to_tiff(written: DenoisedImage, path: Path) -> None:
-    """Stream an OME-Zarr result into a TIFF, one plane at a time, then rename into place."""
-    array = written.to_dask()
-    planes = (np.asarray(array[index].compute()) for index in np.ndindex(*array.shape[:-2]))
-    _write_tiff(path, planes, written.axes, overwrite=True, shape=array.shape, dtype=array.dtype)
-
-
-def _write_tiff(
-    path: Path, data: Any, axes: str, *, overwrite: bool, shape=None, dtype=None
-) -> None:
-    """Write next to `path` and rename into place, so no half-written file looks complete.
-
-    `data` is an array, or an iterator of planes with the `shape` and `dtype` of the whole.
-    """
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
-    nbytes = np.dtype(dtype or data.dtype).itemsize * np.prod(shape or data.shape)
-    atomic_write(
-        path,
-        lambda partial: tifffile.imwrite(
-            partial,
-            data,
-            shape=shape,
-            dtype=dtype,
-            photometric="minisblack",
-            metadata={"axes": axes},
-            bigtiff=bool(nbytes > 2**31),
-        ),
-    )

@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..datasets import NOISE_KINDS
-from ..models import trained_weights
+from ..modes import NOISE
+
+HELP = "train a denoiser on your images (rerun the same command to resume)"
 
 
 def add_parser(commands) -> None:
@@ -17,7 +18,7 @@ def add_parser(commands) -> None:
 
     sub = commands.add_parser(
         "train",
-        help="train a denoiser on your images (rerun the same command to resume)",
+        help=HELP,
         description="Train a denoiser into OUTPUT_DIR. If OUTPUT_DIR holds a checkpoint of "
         "the same settings, training resumes from it. The result loads with "
         "denoise(image, model='OUTPUT_DIR').",
@@ -69,7 +70,7 @@ def add_parser(commands) -> None:
     sub.add_argument("--lr", type=float, default=1e-3)
     sub.add_argument("--lr-min", type=float, default=1e-5)
     sub.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
-    sub.add_argument("--noise", default="mixed", choices=NOISE_KINDS)
+    sub.add_argument(NOISE.option, default=NOISE.default, choices=NOISE.values, help=NOISE.help)
     sub.add_argument(
         "--sigma", type=float, default=25.0, help="noise 'fixed': sigma in 8-bit units (default 25)"
     )
@@ -171,7 +172,7 @@ def _run_train(args: argparse.Namespace) -> int:
         validate_every=args.val_every,
         threads=args.threads,
         device=args.device,
-        init_weights=str(trained_weights(args.init)) if args.init else None,
+        init_weights=str(_trained_weights(args.init)) if args.init else None,
         data=tuple(str(p.resolve()) for p in sources),
     )
     if args.mode in ("supervised", "n2v") and not args.data:
@@ -234,3 +235,9 @@ def _run_train(args: argparse.Namespace) -> int:
         bar.close()
     print(f"trained model in {out}; use it with denoise(image, model={str(out)!r})")
     return 0
+
+
+def _trained_weights(model: str):
+    from ..models import trained_weights  # late: torch is imported only when a command runs
+
+    return trained_weights(model)

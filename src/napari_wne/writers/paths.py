@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from ..modes import OUTPUT_FORMAT, SUFFIXES, OutputFormat
 from ._hooks import hook
 
 __all__ = [
@@ -28,41 +29,33 @@ __all__ = [
     "same_place",
 ]
 
-OutputFormat = Literal["zarr", "tiff"]
-
 STATE_DIR = ".napari-wne"
 """Our bookkeeping folder inside every store we write; it is what marks a store as ours."""
 
 _OUR_ENTRIES = {"zarr.json", "0", STATE_DIR}
 _ZARR_LEFTOVER = re.compile(r"zarr\.[0-9a-f]{32}\.partial")  # zarr's own atomic-write temp
-_SUFFIXES = {".zarr": "zarr", ".tif": "tiff", ".tiff": "tiff"}
 _COMPOUND = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 
 def output_format(path: str | os.PathLike) -> OutputFormat:
-    """ "zarr" or "tiff", from the suffix; any other suffix is refused, never guessed."""
-    kind = _SUFFIXES.get(Path(path).suffix.lower())
-    if kind is None:
-        raise ValueError(
-            f"output {path} must end in .zarr or .ome.zarr (an OME-Zarr image) or in .tif or "
-            ".tiff (a TIFF): napari-wne writes only to paths that say what they hold"
-        )
-    return kind  # type: ignore[return-value]
+    """The format a path's suffix names (`napari_wne.modes.SUFFIXES`); any other suffix is
+    refused, never guessed. Compound suffixes (``.ome.tif``) win over their last part."""
+    name = Path(path).name.lower()
+    for kind in OUTPUT_FORMAT.values:  # OME formats first: ".ome.tif" also ends in ".tif"
+        if any(name.endswith(s) and len(name) > len(s) for s in SUFFIXES[kind]):
+            return kind  # type: ignore[return-value]
+    listed = ", ".join(
+        f"{' or '.join(sorted(SUFFIXES[k], key=len))} ({OUTPUT_FORMAT.words[k]})" for k in SUFFIXES
+    )
+    raise ValueError(
+        f"output {path} must end in {listed}: napari-wne writes only to paths that say what "
+        "they hold"
+    )
 
 
-def check_output_path(
-    output: str | os.PathLike,
-    *,
-    source: Path | None = None,
-    formats: tuple[OutputFormat, ...] = ("zarr", "tiff"),
-) -> OutputFormat:
+def check_output_path(output: str | os.PathLike, *, source: Path | None = None) -> OutputFormat:
     """The output's format, after refusing unknown suffixes and outputs inside the input."""
     kind = output_format(output)
-    if kind not in formats:
-        raise ValueError(
-            f"output {output} is a TIFF path, but denoise() writes OME-Zarr: give a path "
-            "ending in .ome.zarr, or use `napari-wne denoise INPUT OUTPUT.tif` for a TIFF"
-        )
     if source is not None and same_place(source, Path(output)):
         raise ValueError(f"output {output} is the input (or inside it); choose another path")
     return kind

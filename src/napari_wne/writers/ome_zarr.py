@@ -1,4 +1,8 @@
-"""The output: an OME-Zarr 0.5 image written block by block, marked complete only at the end.
+"""OME-Zarr output: an OME-Zarr 0.5 image written block by block, complete only at the end.
+
+`OmeZarrWriter` is the writer `napari_wne.writers.writer_for` picks for ``.zarr`` outputs;
+`OmeZarrOutput` is the store itself, which the TIFF writers also stage their blocks in and
+which cluster workers write into.
 
 Layout: ``<output>/zarr.json`` (the group), ``<output>/0`` (the array, axes in OME order
 T, C, Z, Y, X), and ``<output>/.napari-wne/`` (our bookkeeping: the run's settings, the
@@ -10,7 +14,7 @@ because zarr 3 does not store a chunk equal to the fill value.
 
 The bookkeeping folder is created first and removed last, so a store killed at any moment
 of its creation or replacement is still recognised as ours: `resume` recreates it, and
-`overwrite` may delete it. Nothing else is ever deleted (see `napari_wne.output.paths`).
+`overwrite` may delete it. Nothing else is ever deleted (see `napari_wne.writers.paths`).
 """
 
 from __future__ import annotations
@@ -28,11 +32,19 @@ import numpy as np
 
 from ._hooks import hook
 from .fingerprint import describe_change
+from .lock import output_lock
 from .paths import STATE_DIR, foreign_entries, owner, remove_ours
+from .plan import Fill, OutputPlan, ome_order
+from .result import DenoisedImage
 
-__all__ = ["DiskFullError", "IncompleteOutputError", "OmeZarrOutput", "check_not_unfinished"]
+__all__ = [
+    "DiskFullError",
+    "IncompleteOutputError",
+    "OmeZarrOutput",
+    "OmeZarrWriter",
+    "check_not_unfinished",
+]
 
-OME_ORDER = "TCZYX"
 AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -48,7 +60,7 @@ class IncompleteOutputError(RuntimeError):
 class OmeZarrOutput:
     """Create, fill, mark and finalize one OME-Zarr output image.
 
-    The caller holds the output's lock (`napari_wne.output.output_lock`) from `create`
+    The caller holds the output's lock (`napari_wne.writers.output_lock`) from `create`
     to `finalize`.
     """
 
@@ -59,7 +71,7 @@ class OmeZarrOutput:
     @staticmethod
     def order(axes: str) -> str:
         """The OME order of `axes`: time, channel, then space."""
-        return "".join(a for a in OME_ORDER if a in axes)
+        return ome_order(axes)
 
     def create(
         self,
@@ -257,6 +269,42 @@ class OmeZarrOutput:
         )
         hook("finalize.attrs")
         shutil.rmtree(self.state / "blocks", ignore_errors=True)
+
+
+class OmeZarrWriter:
+    """Writes a run into an OME-Zarr image: lock, create or resume, fill, finalize."""
+
+    format = "ome-zarr"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def check(self, plan: OutputPlan) -> None:
+        """Nothing to refuse before the run: OME-Zarr holds every dtype and shape we make."""
+
+    def write(
+        self, plan: OutputPlan, fill: Fill, *, resume: bool, overwrite: bool
+    ) -> DenoisedImage:
+        """Hold the lock, create the store (or reopen it for `resume`), let `fill` compute
+        the blocks not yet marked done, and finalize it once every block has its marker."""
+        store = OmeZarrOutput(self.path)
+        with store.disk_errors(), output_lock(self.path):
+            resumed = store.create(
+                shape=plan.shape, dtype=plan.dtype, axes=plan.axes, chunks=plan.chunks,
+                shards=plan.shards, run=plan.record, fingerprint=plan.fingerprint,
+                overwrite=overwrite, resume=resume,
+            )  # fmt: skip
+            if not (resumed and store.is_complete()):
+                fill(store)
+                store.finalize(
+                    blocks=plan.blocks, axes=plan.axes, scale=plan.scale, units=plan.units,
+                    name=plan.name, info={**plan.record, "provenance": plan.provenance},
+                )  # fmt: skip
+        return DenoisedImage(self.path, plan.axes, plan.scale, plan.units, "ome-zarr")
+
+    def finished(self) -> bool:
+        """Whether a finished result of ours is there already."""
+        return OmeZarrOutput(self.path).is_complete()
 
 
 def check_not_unfinished(path: Path) -> None:
