@@ -28,7 +28,7 @@ def _locked(widget) -> dict[str, bool]:
 
 def test_a_single_2d_plane_shows_progress_tile_by_tile(viewer_widget, qtbot, rng, monkeypatch):
     # One tile per forward pass, as with the default 1280-px tiles on a large plane.
-    monkeypatch.setattr("napari_wne.engine.BATCH_VOXELS", 1)
+    monkeypatch.setattr("napari_wne.devices.CPU_BATCH_VOXELS", 1)
     viewer, widget = viewer_widget
     data = rng.poisson(30, (160, 160)).astype(np.uint16)
     viewer.add_image(data, name="plane")

@@ -1,0 +1,141 @@
+"""The precision the backbone computes in: the modes, what each device supports, "auto".
+
+Only the backbone ever runs in low precision. The WNE statistics, the normalization and
+the denormalization stay in float64 (the engine's tiles) or float32 (`napari_wne.wne`),
+whatever is chosen here: a half-precision sum over a megavoxel tile would lose the
+equivariance, while the backbone only sees values of order one, which bfloat16 and
+float16 hold to 3 and 4 significant digits.
+
+The backbone runs under `torch.autocast`, which computes convolutions and matrix products
+in the low precision and keeps reductions (normalization layers, softmax) in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+from .wne import WNE
+
+__all__ = [
+    "CPU_AUTO",
+    "PRECISIONS",
+    "Autocast",
+    "Precision",
+    "resolve_precision",
+    "supported_precisions",
+    "with_precision",
+]
+
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+"""Every mode, "auto" first: the CLI's choices and the widget's combo are read from here."""
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+CPU_AUTO: dict[str, str] = {}
+"""What "auto" computes in on a CPU, per shipped model; float32 for the rest.
+
+A model is listed only where `benchmarks/bench_devices.py` measured the low precision
+faster than float32 on a CPU with bfloat16 matrix units (AMX), at a PSNR loss under
+`MAX_AUTO_LOSS_DB` on the real microscopy pairs (docs/performance.md has the figures).
+On a CPU without AMX or AVX-512 BF16 these are emulated and slow: "auto" keeps float32.
+"""
+
+MAX_AUTO_LOSS_DB = 0.05
+"""The most PSNR (dB, mean over the real pairs) that "auto" may trade for speed."""
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16), as oneDNN sees it."""
+    mkldnn = getattr(torch.backends, "mkldnn", None)
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    if mkldnn is None or not mkldnn.is_available() or check is None:
+        return False
+    try:
+        return bool(check())
+    except RuntimeError:
+        return False
+
+
+def supported_precisions(device: torch.device | str) -> tuple[str, ...]:
+    """The precisions (not "auto") this device can compute in natively."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device.index or 0)
+        return ("float32", "bfloat16", "float16") if major >= 8 else ("float32", "float16")
+    if device.type == "mps":
+        return ("float32", "float16")
+    return ("float32", "bfloat16", "float16")
+
+
+def resolve_precision(
+    precision: str, device: torch.device | str, model: str, normalized: bool = True
+) -> tuple[str, str]:
+    """The concrete precision for `model` on `device`, and a short reason for the user.
+
+    "auto": bfloat16 on CUDA GPUs that have it (compute capability 8 and newer), float16
+    on older ones, float32 on MPS; on a CPU, what `CPU_AUTO` measured. A model without
+    WNE (`normalized=False`) sees raw intensities, which overflow float16 above 65504:
+    "auto" gives it float32 wherever bfloat16 is not the pick.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    device = torch.device(device)
+    supported = supported_precisions(device)
+    if precision != "auto":
+        if precision not in supported:
+            raise ValueError(
+                f"precision {precision!r} is not supported on {device} (it has "
+                f"{', '.join(supported)}); use precision='auto' or one of those"
+            )
+        return precision, f"precision {precision}, as asked"
+    if device.type == "cuda":
+        choice = "bfloat16" if "bfloat16" in supported else "float16"
+        why = "this GPU computes bfloat16" if choice == "bfloat16" else "no bfloat16 on this GPU"
+    elif device.type == "cpu":
+        choice = CPU_AUTO.get(model, "float32")
+        if choice != "float32" and not cpu_has_bf16_units():
+            choice, why = "float32", "this CPU has no bfloat16 units"
+        elif choice != "float32":
+            why = f"measured faster at under {MAX_AUTO_LOSS_DB} dB loss"
+        else:
+            why = "no faster precision measured for this model on a CPU"
+    else:
+        choice, why = "float32", f"nothing faster measured on {device.type}"
+    if choice == "float16" and not normalized:
+        choice, why = "float32", "raw intensities (no WNE) overflow float16"
+    return choice, f"precision {choice}, chosen automatically: {why}"
+
+
+class Autocast(nn.Module):
+    """Run `module` under `torch.autocast` in `dtype`, and hand back float32."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module = module
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            y = self.module(x)
+        return y.float()
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}"
+
+
+def with_precision(model: nn.Module, precision: str) -> nn.Module:
+    """`model` computing in `precision`; a WNE model keeps its wrapper outside, in float.
+
+    Returns a new wrapper (a WNE model gets a new, light WNE shell around the same
+    backbone), never changing the model given: it is shared by every run in the process.
+    """
+    if isinstance(model, WNE):
+        backbone = model.backbone
+        if precision != "float32":
+            backbone = Autocast(backbone, DTYPES[precision])
+        return WNE(backbone, residual=model.residual, eps=model.eps)
+    return model if precision == "float32" else Autocast(model, DTYPES[precision])

@@ -1,0 +1,104 @@
+"""Precision: the modes and their rules, and that only the backbone leaves float32.
+
+The equivariance error of each precision is tested here: WNE normalizes in float64
+before the backbone sees anything, so a brightness and contrast change reaches the
+backbone as the same normalized values, and low precision costs no equivariance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wne import denoise
+from napari_wne.models import MODELS
+from napari_wne.precision import (
+    CPU_AUTO,
+    PRECISIONS,
+    Autocast,
+    resolve_precision,
+    supported_precisions,
+    with_precision,
+)
+from napari_wne.wne import WNE
+
+LOW = ("bfloat16", "float16")
+
+
+@pytest.fixture(scope="module")
+def noisy() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    rows = 300 + 200 * np.sin(np.arange(96) / 7.0)[:, None]
+    return rng.poisson(rows, (96, 96)).astype(np.float64)
+
+
+def test_modes_and_what_each_device_supports():
+    assert PRECISIONS == ("auto", "float32", "bfloat16", "float16")
+    assert supported_precisions("cpu") == ("float32", "bfloat16", "float16")
+    assert "bfloat16" not in supported_precisions(torch.device("mps"))
+
+
+def test_unknown_or_unsupported_precisions_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"auto, float32, bfloat16, float16.*'half'"):
+        resolve_precision("half", "cpu", "unet-wne")
+    with pytest.raises(ValueError, match=r"'bfloat16' is not supported on mps.*float32, float16"):
+        resolve_precision("bfloat16", torch.device("mps"), "unet-wne")
+    chosen, why = resolve_precision("float16", "cpu", "unet-wne")
+    assert (chosen, why) == ("float16", "precision float16, as asked")
+
+
+def test_cpu_auto_follows_the_measured_table(monkeypatch):
+    for model, precision in CPU_AUTO.items():
+        assert model in MODELS and precision in supported_precisions("cpu")
+    monkeypatch.setattr("napari_wne.precision.CPU_AUTO", {"unet-wne": "bfloat16"})
+    monkeypatch.setattr("napari_wne.precision.cpu_has_bf16_units", lambda: True)
+    chosen, why = resolve_precision("auto", "cpu", "unet-wne")
+    assert chosen == "bfloat16" and "measured faster" in why
+    assert resolve_precision("auto", "cpu", "dncnn-wne")[0] == "float32"
+    monkeypatch.setattr("napari_wne.precision.cpu_has_bf16_units", lambda: False)
+    chosen, why = resolve_precision("auto", "cpu", "unet-wne")
+    assert chosen == "float32" and "no bfloat16 units" in why
+
+
+def test_only_the_backbone_runs_in_low_precision():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            seen.append((x.dtype, y.dtype))
+            return y
+
+    shared = WNE(Probe())
+    model = with_precision(shared, "bfloat16")
+    assert model is not shared and model.backbone.module is shared.backbone
+    assert isinstance(model, WNE) and isinstance(model.backbone, Autocast)
+    y = torch.linspace(1e6, 1e6 + 5, 64, dtype=torch.float64).reshape(1, 1, 8, 8)
+    out = model(y)
+    assert seen == [(torch.float32, torch.bfloat16)]  # normalized in float64, then cast
+    assert out.dtype == torch.float64  # denormalized in float64: the 1e6 offset survives
+    assert with_precision(shared, "float32").backbone is shared.backbone
+
+
+@pytest.mark.parametrize("precision", ["float32", *LOW])
+def test_equivariance_error_of_each_precision(noisy, precision):
+    """f(a*y + b) = a*f(y) + b to 1e-5 of a*std(y), in every precision (docs/performance.md)."""
+    a, b = 3.7, -1200.0
+    out = denoise(noisy, "unet-wne", device="cpu", precision=precision, verbose=False)
+    moved = denoise(a * noisy + b, "unet-wne", device="cpu", precision=precision, verbose=False)
+    error = np.abs(moved - (a * out.astype(np.float64) + b)).max() / (a * noisy.std())
+    assert error < 1e-5
+
+
+@pytest.mark.parametrize("precision", LOW)
+def test_low_precision_changes_the_result_a_little(noisy, precision):
+    """It really computes in low precision (the result moves), and stays close to float32."""
+    reference = denoise(noisy, "unet-wne", device="cpu", precision="float32", verbose=False)
+    out = denoise(noisy, "unet-wne", device="cpu", precision=precision, verbose=False)
+    difference = np.abs(out - reference).max() / noisy.std()
+    assert 1e-5 < difference < 0.1
