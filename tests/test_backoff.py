@@ -53,10 +53,19 @@ def run(engine: Engine, image: np.ndarray, stats=None) -> np.ndarray:
     return engine.compute(image[box], box, tiles, block.region, stats)
 
 
+def make_image(rng, side: int) -> np.ndarray:
+    rows = 40 + 30 * np.sin(np.arange(side) / 9.0)[:, None]
+    return rng.poisson(rows, (side, side)).astype(np.uint16)
+
+
 @pytest.fixture
 def image(rng) -> np.ndarray:
-    rows = 40 + 30 * np.sin(np.arange(250) / 9.0)[:, None]
-    return rng.poisson(rows, (250, 250)).astype(np.uint16)  # 96x96 tiles, 8 per full batch
+    return make_image(rng, 150)  # 3x3 tiles of 88x88
+
+
+@pytest.fixture
+def wide_image(rng) -> np.ndarray:
+    return make_image(rng, 250)  # 96x96 tiles, 8 in a full batch
 
 
 def test_split_tile_covers_every_voxel_once_with_context():
@@ -73,7 +82,8 @@ def test_split_tile_covers_every_voxel_once_with_context():
     assert len(split_tile(shape, 0, halo)) == 1
 
 
-def test_a_full_batch_is_halved_and_the_result_is_unchanged(image):
+def test_a_full_batch_is_halved_and_the_result_is_unchanged(wide_image):
+    image = wide_image
     reference = run(engine_for(image.shape, None)[0], image)
     engine, capped = engine_for(image.shape, cap=3 * 96 * 96)  # 3 tiles of 96x96 fit
     with pytest.warns(MemoryBackoffWarning, match=r"out of memory on cpu.*2 tile\(s\) per pass"):
@@ -85,7 +95,7 @@ def test_a_full_batch_is_halved_and_the_result_is_unchanged(image):
 
 def test_one_tile_too_large_is_computed_in_pieces_with_the_same_result(image):
     reference = run(engine_for(image.shape, None)[0], image)
-    engine, _ = engine_for(image.shape, cap=80 * 80)  # not even one 96x96 tile
+    engine, _ = engine_for(image.shape, cap=80 * 80)  # not even one 88x88 tile
     with pytest.warns(MemoryBackoffWarning) as said:
         result = run(engine, image)
     messages = [str(w.message) for w in said]

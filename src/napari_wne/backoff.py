@@ -122,9 +122,10 @@ class Backoff:
                     raise
                 reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             # Outside the handler: the error's traceback no longer holds the failed tensors.
+            tiles = len(piece)
             del piece
             free_cache(self.device)
-            self._reduce(reason, stack.shape[1:])
+            self._reduce(reason, stack.shape[1:], tiles)
         return np.concatenate(parts)
 
     def _in_pieces(self, tile: np.ndarray, stats: tuple | None, forward: Forward) -> np.ndarray:
@@ -141,11 +142,12 @@ class Backoff:
             out[out_box] = prediction[inner]
         return out
 
-    def _reduce(self, reason: str, tile_shape: Sequence[int]) -> None:
-        """Take the next step down, say what it was; a MemoryError when none is left."""
+    def _reduce(self, reason: str, tile_shape: Sequence[int], tiles: int) -> None:
+        """Take the next step down from the `tiles` that failed together, and say what it
+        was; a MemoryError when there is none left."""
         where = f"out of memory on {self.device} ({reason})"
-        if self.batch_size > 1:
-            self.batch_size //= 2
+        if tiles > 1:
+            self.batch_size = tiles // 2
             _say(f"{where}: freed the cache; now {self.batch_size} tile(s) per pass")
             return
         pieces = split_tile(tile_shape, self.level + 1, self.halo)

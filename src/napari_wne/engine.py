@@ -158,6 +158,8 @@ class Engine:
         model = with_precision(model, self.precision)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # tiles repeat one shape: tune once
+            # float32 means float32: TF32 convolutions round to 10 bits, like float16.
+            torch.backends.cudnn.allow_tf32 = self.precision != "float32"
         return with_tta(model) if self.settings.tta else model
 
     def _move_to_cpu(self) -> str:
