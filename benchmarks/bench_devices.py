@@ -6,10 +6,12 @@ precision=...)` and reports throughput in output voxels/s, the network's FLOP pe
 the PSNR loss against float32 (mean over the pairs, gain-fitted as in docs/results.md) and
 the equivariance error max |f(a*y+b) - (a*f(y)+b)| / (a*std y). On a CPU it also times the
 backbones in channels_last against the default layout, sweeps the voxels per forward pass
-(`napari_wne.devices.CPU_BATCH_VOXELS`) and, with --compile, `torch.compile`.
+(`napari_wne.devices.CPU_BATCH_VOXELS`). `--compile` instead times `torch.compile`
+against eager mode, in a section of its own.
 
     python benchmarks/bench_devices.py                 # CPU (and CUDA when present)
     python benchmarks/bench_devices.py --quick         # 2 pairs, 2 models: a smoke run
+    python benchmarks/bench_devices.py --compile       # torch.compile on the CPU only
 
 Precisions alternate image by image, so load drift on a shared machine hits all alike.
 The "auto pick" column is what `napari_wne.precision.CPU_AUTO` should say: the fastest
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from datetime import date
 
@@ -152,17 +155,36 @@ def compile_row(model: str, size: int) -> str:
         return f"| `{model}` | {size}x{size} | {eager:.3f} | failed: {type(err).__name__} | | |"
     build = time.perf_counter() - start
     fast = time_backbone(compiled, x, 3)
-    return f"| `{model}` | {size}x{size} | {eager:.3f} | {fast:.3f} | {eager / fast:.2f}x | {build:.0f} |"
+    gain = eager / fast
+    return f"| `{model}` | {size}x{size} | {eager:.3f} | {fast:.3f} | {gain:.2f}x | {build:.0f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 pairs, 2 models, no sweeps")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--compile", action="store_true", help="only time torch.compile")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
+    if args.compile:
+        row = compile_row("unet-wne", 512)
+        write_section(
+            "bench_devices_compile",
+            [
+                "## torch.compile",
+                "",
+                f"Measured {date.today()} with `python benchmarks/bench_devices.py --compile` "
+                f"(torch {torch.__version__}, {machine(torch.device('cpu'))}): the "
+                "`unet-wne` backbone, float32, one tile, best of 3 after compiling "
+                "(inductor). Kept only where it gains.",
+                "",
+                "| model | tile | eager (s) | compiled (s) | gain | compile time (s) |",
+                "|---|---|---|---|---|---|",
+                row,
+            ],
+        )
+        return
     pairs = [p for p in microscopy_pairs() if p[0] != VALIDATION_PAIR]
     models = [name for name, spec in MODELS.items() if spec.trained]
     if args.quick:
@@ -172,7 +194,7 @@ def main() -> None:
         "## Precision, layout and batch by device",
         "",
         f"Measured {date.today()} with `python benchmarks/bench_devices.py"
-        f"{' --quick' if args.quick else ''}{' --compile' if args.compile else ''}` "
+        f"{' --quick' if args.quick else ''}` "
         f"(torch {torch.__version__}). CPU low-precision units: {cpu_flags()}. "
         f"{len(pairs)} real pairs (512x512, validation pair excluded), each one tile; "
         "throughput counts output voxels of the whole `denoise` call; FLOP counts the "
@@ -208,16 +230,8 @@ def main() -> None:
             "|---|---|---|",
             *batch_table("unet-wne", 128, [2**16, 2**18, 2**19, 2**20, 2**21, 2**22]),
         ]
-    if args.compile:
-        lines += [
-            "",
-            "**torch.compile** (CPU, inductor, float32):",
-            "",
-            "| model | tile | eager (s) | compiled (s) | gain | compile time (s) |",
-            "|---|---|---|---|---|---|",
-            compile_row("unet-wne", 512),
-        ]
-    lines += ["", f"{time.perf_counter() - began:.0f} s in all."]
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines += ["", f"{time.perf_counter() - began:.0f} s in all; load average at the end {load}."]
     write_section("bench_devices", lines)
 
 

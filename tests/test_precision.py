@@ -52,11 +52,11 @@ def test_cpu_auto_follows_the_measured_table(monkeypatch):
     for model, precision in CPU_AUTO.items():
         assert model in MODELS and precision in supported_precisions("cpu")
     monkeypatch.setattr("napari_wne.precision.CPU_AUTO", {"unet-wne": "bfloat16"})
-    monkeypatch.setattr("napari_wne.precision.cpu_has_bf16_units", lambda: True)
+    monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda precision: True)
     chosen, why = resolve_precision("auto", "cpu", "unet-wne")
     assert chosen == "bfloat16" and "measured faster" in why
     assert resolve_precision("auto", "cpu", "dncnn-wne")[0] == "float32"
-    monkeypatch.setattr("napari_wne.precision.cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda p: p == "float32")
     chosen, why = resolve_precision("auto", "cpu", "unet-wne")
     assert chosen == "float32" and "no bfloat16 units" in why
 
@@ -102,3 +102,15 @@ def test_low_precision_changes_the_result_a_little(noisy, precision):
     out = denoise(noisy, "unet-wne", device="cpu", precision=precision, verbose=False)
     difference = np.abs(out - reference).max() / noisy.std()
     assert 1e-5 < difference < 0.1
+
+
+def test_a_float16_overflow_is_computed_again_in_float32():
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1e5)  # beyond float16's largest value, 65504
+    x = torch.ones(1, 1, 4, 4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
+        assert torch.isinf(conv(x)).all()  # what float16 alone would give
+    with torch.inference_mode():
+        y = Autocast(conv, torch.float16)(x)
+    assert y.dtype == torch.float32 and torch.equal(y, torch.full_like(y, 1e5))

@@ -371,6 +371,7 @@ def _to_zarr(
         "halo": engine.halo,
         "blend": settings.blend,
         "norm": settings.norm,
+        "precision": settings.precision,
         "block": list(block_shape),
     }
     with store.disk_errors(), output_lock(output):

@@ -6,7 +6,8 @@ half its side (then a quarter, ...), each piece with the engine's halo of contex
 normalized by the statistics of its whole tile, so every voxel sees what it saw before:
 the result equals that of an unconstrained run, as tiling itself does. Only when asked
 does the run move to the CPU. Every step is announced as a `MemoryBackoffWarning` (a line
-on stderr, a notification in napari). Reductions stick for the rest of the run.
+on stderr, a notification in napari). Reductions stick for as long as the engine lives:
+later runs with the same settings in the same process start from them.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from .metrics import psnr
 from .models import DEFAULT_MODEL, get_model, load_model
 from .precision import (
     DTYPES,
-    cpu_has_bf16_units,
+    cpu_has_units,
     resolve_precision,
     supported_precisions,
     with_precision,
@@ -67,9 +67,10 @@ def device_lines() -> list[str]:
         elif name == "mps":
             what = "Apple GPU"
         else:
-            units = "bfloat16 units" if cpu_has_bf16_units() else "no bfloat16 units"
+            units = [p for p in DTYPES if p != "float32" and cpu_has_units(p)]
             what = (
-                f"{platform.processor() or platform.machine()}, {units}, "
+                f"{platform.processor() or platform.machine()}, "
+                f"native {' and '.join(units) or 'float32 only'}, "
                 f"{torch.get_num_threads()} torch threads"
             )
         lines.append(f"{name}: {what}; {precisions} (auto for {DEFAULT_MODEL}: {auto})")

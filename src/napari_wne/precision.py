@@ -48,10 +48,14 @@ MAX_AUTO_LOSS_DB = 0.05
 """The most PSNR (dB, mean over the real pairs) that "auto" may trade for speed."""
 
 
-def cpu_has_bf16_units() -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16), as oneDNN sees it."""
+def cpu_has_units(precision: str) -> bool:
+    """Whether this CPU computes `precision` natively, as oneDNN sees it: bfloat16 with
+    AMX or AVX-512 BF16, float16 with AMX-FP16 or AVX-512 FP16. float32 always."""
+    if precision == "float32":
+        return True
+    name = {"bfloat16": "_is_mkldnn_bf16_supported", "float16": "_is_mkldnn_fp16_supported"}
     mkldnn = getattr(torch.backends, "mkldnn", None)
-    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    check = getattr(getattr(torch.ops, "mkldnn", None), name[precision], None)
     if mkldnn is None or not mkldnn.is_available() or check is None:
         return False
     try:
@@ -97,8 +101,8 @@ def resolve_precision(
         why = "this GPU computes bfloat16" if choice == "bfloat16" else "no bfloat16 on this GPU"
     elif device.type == "cpu":
         choice = CPU_AUTO.get(model, "float32")
-        if choice != "float32" and not cpu_has_bf16_units():
-            choice, why = "float32", "this CPU has no bfloat16 units"
+        if not cpu_has_units(choice):
+            choice, why = "float32", f"this CPU has no {choice} units"
         elif choice != "float32":
             why = f"measured faster at under {MAX_AUTO_LOSS_DB} dB loss"
         else:
@@ -120,8 +124,12 @@ class Autocast(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=self.dtype):
+            y = self.module(x).float()
+        if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
+            # An activation passed float16's 65504 (an extreme outlier in the tile):
+            # this pass again in float32 rather than a result with inf in it.
             y = self.module(x)
-        return y.float()
+        return y
 
     def extra_repr(self) -> str:
         return f"dtype={self.dtype}"
