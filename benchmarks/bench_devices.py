@@ -12,6 +12,7 @@ against eager mode, in a section of its own.
     python benchmarks/bench_devices.py                 # CPU (and CUDA when present)
     python benchmarks/bench_devices.py --quick         # 2 pairs, 2 models: a smoke run
     python benchmarks/bench_devices.py --compile       # torch.compile on the CPU only
+    python benchmarks/bench_devices.py --equivariance  # float32-input equivariance only
 
 Precisions alternate image by image, so load drift on a shared machine hits all alike.
 The "auto pick" column is what `napari_wne.precision.CPU_AUTO` should say: the fastest
@@ -101,6 +102,33 @@ def precision_table(device: str, models: list[str], pairs: list) -> tuple[list[s
     return rows, picks
 
 
+EQUIVARIANCE_CASES = [  # (mean, std, side, a, b): noise images with a camera-like offset
+    (100, 15, 64, 6.5, -240.0),
+    (100, 15, 64, 0.1, 7.0),
+    (300, 30, 128, 6.5, -240.0),
+    (1000, 10, 128, 6.5, -240.0),
+    (1000, 10, 128, 0.1, 7.0),
+]
+
+
+def equivariance_rows(model: str) -> list[str]:
+    """Equivariance error per precision for float32 input, whose a*y + b is rounded again."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for mean, std, side, a, b in EQUIVARIANCE_CASES:
+        y = rng.normal(mean, std, (side, side)).astype(np.float32)
+        moved = (a * y + b).astype(np.float32)
+        errors = []
+        for p in supported_precisions("cpu"):
+            out = denoise(y, model, device="cpu", precision=p, verbose=False)
+            shifted = denoise(moved, model, device="cpu", precision=p, verbose=False)
+            error = np.abs(shifted - (a * out.astype(np.float64) + b)).max() / (a * y.std())
+            errors.append(f"{error:.1e}")
+        rows.append(f"| {mean}/{std} | {side}x{side} | {a} | {b} | {' | '.join(errors)} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def time_backbone(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
     """Best of `repeats` inference passes, after one warm-up."""
     with torch.inference_mode():
@@ -163,10 +191,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 pairs, 2 models, no sweeps")
     parser.add_argument("--compile", action="store_true", help="only time torch.compile")
+    parser.add_argument(
+        "--equivariance", action="store_true", help="only the float32-input equivariance table"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
+    if args.equivariance:
+        write_section(
+            "bench_devices_equivariance",
+            [
+                "## Equivariance error of each precision, float32 input",
+                "",
+                f"Measured {date.today()} with `python benchmarks/bench_devices.py "
+                f"--equivariance` (torch {torch.__version__}, "
+                f"{machine(torch.device('cpu'))}): `unet-wne`, max |f(a*y+b) - (a*f(y)+b)| "
+                "/ (a*std y) on Gaussian noise images stored as float32, a*y + b rounded to "
+                "float32 again.",
+                "",
+                "| mean/std | image | a | b | float32 | bfloat16 | float16 |",
+                "|---|---|---|---|---|---|---|",
+                *equivariance_rows("unet-wne"),
+            ],
+        )
+        return
     if args.compile:
         row = compile_row("unet-wne", 512)
         write_section(

@@ -1,8 +1,12 @@
 """Precision: the modes and their rules, and that only the backbone leaves float32.
 
-The equivariance error of each precision is tested here: WNE normalizes in float64
-before the backbone sees anything, so a brightness and contrast change reaches the
-backbone as the same normalized values, and low precision costs no equivariance.
+The equivariance error of each precision is tested here (figures in docs/performance.md).
+WNE normalizes in float64 before the backbone sees anything: float64 input reaches the
+backbone as the same normalized values after a brightness and contrast change, in every
+precision. float32 input carries its own rounding (a*y + b is rounded again), which moves
+the normalized values by about 1e-7; rounded to float16 or bfloat16 in the backbone, a
+few of them land on the neighbouring value, and the output moves by up to about 2e-3
+(float16) or 2e-2 (bfloat16) of the spread, against 1e-5 in float32.
 """
 
 from __future__ import annotations
@@ -85,14 +89,26 @@ def test_only_the_backbone_runs_in_low_precision():
     assert with_precision(shared, "float32").backbone is shared.backbone
 
 
+EQUIVARIANCE_FLOAT32_INPUT = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 1e-2}
+"""Bounds on max |f(a*y+b) - (a*f(y)+b)| / (a*std y) for float32 input; measured 1e-5,
+1.6e-2 and 2.0e-3 (docs/performance.md)."""
+
+
+def equivariance_error(y: np.ndarray, precision: str, a: float, b: float) -> float:
+    moved = (a * y + b).astype(y.dtype)
+    out = denoise(y, "unet-wne", device="cpu", precision=precision, verbose=False)
+    shifted = denoise(moved, "unet-wne", device="cpu", precision=precision, verbose=False)
+    return float(np.abs(shifted - (a * out.astype(np.float64) + b)).max() / (a * y.std()))
+
+
 @pytest.mark.parametrize("precision", ["float32", *LOW])
 def test_equivariance_error_of_each_precision(noisy, precision):
-    """f(a*y + b) = a*f(y) + b to 1e-5 of a*std(y), in every precision (docs/performance.md)."""
-    a, b = 3.7, -1200.0
-    out = denoise(noisy, "unet-wne", device="cpu", precision=precision, verbose=False)
-    moved = denoise(a * noisy + b, "unet-wne", device="cpu", precision=precision, verbose=False)
-    error = np.abs(moved - (a * out.astype(np.float64) + b)).max() / (a * noisy.std())
-    assert error < 1e-5
+    """float64 input: the same normalized values reach the backbone, in every precision.
+    float32 input: the documented bound of each precision."""
+    assert equivariance_error(noisy, precision, 3.7, -1200.0) < 1e-5
+    offset = (noisy / 20 + 1000).astype(np.float32)  # a camera baseline: mean/std about 100
+    error = equivariance_error(offset, precision, 0.1, 7.0)
+    assert error < EQUIVARIANCE_FLOAT32_INPUT[precision]
 
 
 @pytest.mark.parametrize("precision", LOW)

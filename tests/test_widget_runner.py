@@ -12,6 +12,7 @@ import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
 from napari_wne import DEFAULT_MODEL
+from napari_wne.precision import resolve_precision
 from test_widget import TIMEOUT_MS, expected, notes_since, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::napari_wne.UntrainedModelWarning")
@@ -60,7 +61,8 @@ def test_settings_are_locked_during_a_run_and_unlocked_after(viewer_widget, qtbo
     assert not any(_locked(widget).values())
     assert widget.volumes.native.isEnabled() is False  # still off: the movie has no Z
     status = widget.status.value
-    assert status.startswith("Done in") and "cpu" in status and "float32" in status
+    precision = resolve_precision("auto", "cpu", DEFAULT_MODEL)[0]  # this CPU's "auto"
+    assert status.startswith("Done in") and "cpu" in status and precision in status
     assert "Mvoxel/s" in status
 
 

@@ -35,13 +35,19 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-CPU_AUTO: dict[str, str] = {}
-"""What "auto" computes in on a CPU, per shipped model; float32 for the rest.
-
-A model is listed only where `benchmarks/bench_devices.py` measured the low precision
-faster than float32 on a CPU with bfloat16 matrix units (AMX), at a PSNR loss under
-`MAX_AUTO_LOSS_DB` on the real microscopy pairs (docs/performance.md has the figures).
-On a CPU without AMX or AVX-512 BF16 these are emulated and slow: "auto" keeps float32.
+CPU_AUTO: dict[str, str] = {
+    "unet-wne": "float16",
+    "unet": "float16",
+    "dncnn-wne": "float16",
+    "restormer-wne": "float16",
+    "restormer": "bfloat16",
+}
+"""What "auto" computes in on a CPU, per shipped model (float32 for the rest): the fastest
+precision at a PSNR loss under `MAX_AUTO_LOSS_DB`, as `benchmarks/bench_devices.py`
+measured it on the real microscopy pairs (docs/performance.md, on a Xeon with AMX and
+AVX-512 FP16/BF16). A CPU without native units for the pick (`cpu_has_units`) emulates
+it slowly: "auto" keeps float32 there. A plain model's float16 pick gives way to float32
+(raw intensities overflow float16; see `resolve_precision`).
 """
 
 MAX_AUTO_LOSS_DB = 0.05
