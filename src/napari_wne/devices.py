@@ -61,9 +61,10 @@ def resolve_device(device: str | torch.device = "auto") -> tuple[torch.device, s
 BATCH_VOXELS = 2_000_000
 """Voxels per forward pass where nothing better is known (MPS): a few hundred MB for the UNet."""
 
-CPU_BATCH_VOXELS = 2_000_000
-"""Voxels per forward pass on a CPU: measured by `benchmarks/bench_devices.py` (batch sweep
-in docs/performance.md); beyond it throughput no longer rises while memory does."""
+CPU_BATCH_VOXELS = 65_536
+"""Voxels per forward pass on a CPU: the best of the batch sweep of
+`benchmarks/bench_devices.py` (docs/performance.md). Throughput fell steadily beyond it
+(activations outgrow the caches), so a CPU takes one large tile, or a few small ones."""
 
 CUDA_MEMORY_SHARE = 0.6
 """Of the GPU memory free at the start, the share a batch's activations may fill."""
