@@ -45,7 +45,7 @@ def test_cuda_float32_matches_the_cpu(noisy):
 def test_cuda_auto_is_bfloat16_on_recent_gpus_and_stays_close(noisy):
     from napari_wne.precision import resolve_precision
 
-    chosen, _ = resolve_precision("auto", "cuda", "unet-wne")
+    chosen, _ = resolve_precision("auto", "cuda", "unet")
     major, _ = torch.cuda.get_device_capability(0)
     assert chosen == ("bfloat16" if major >= 8 else "float16")
     reference = denoise(noisy, "unet-wne", device="cuda", precision="float32", verbose=False)

@@ -45,23 +45,27 @@ def test_modes_and_what_each_device_supports():
 
 def test_unknown_or_unsupported_precisions_are_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"auto, float32, bfloat16, float16.*'half'"):
-        resolve_precision("half", "cpu", "unet-wne")
+        resolve_precision("half", "cpu", "unet")
     with pytest.raises(ValueError, match=r"'bfloat16' is not supported on mps.*float32, float16"):
-        resolve_precision("bfloat16", torch.device("mps"), "unet-wne")
-    chosen, why = resolve_precision("float16", "cpu", "unet-wne")
+        resolve_precision("bfloat16", torch.device("mps"), "unet")
+    chosen, why = resolve_precision("float16", "cpu", "unet")
     assert (chosen, why) == ("float16", "precision float16, as asked")
 
 
 def test_cpu_auto_follows_the_measured_table(monkeypatch):
-    for model, precision in CPU_AUTO.items():
-        assert model in MODELS and precision in supported_precisions("cpu")
-    monkeypatch.setattr("napari_wne.precision.CPU_AUTO", {"unet-wne": "bfloat16"})
+    backbones = {spec.backbone for spec in MODELS.values()}
+    for backbone, precision in CPU_AUTO.items():
+        assert backbone in backbones and precision in supported_precisions("cpu")
+    monkeypatch.setattr("napari_wne.precision.CPU_AUTO", {"unet": "bfloat16", "dncnn": "float16"})
     monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda precision: True)
-    chosen, why = resolve_precision("auto", "cpu", "unet-wne")
+    chosen, why = resolve_precision("auto", "cpu", "unet")
     assert chosen == "bfloat16" and "measured faster" in why
-    assert resolve_precision("auto", "cpu", "dncnn-wne")[0] == "float32"
+    assert resolve_precision("auto", "cpu", "restormer")[0] == "float32"  # not measured faster
+    assert resolve_precision("auto", "cpu", "dncnn")[0] == "float16"
+    chosen, why = resolve_precision("auto", "cpu", "dncnn", normalized=False)  # raw intensities
+    assert chosen == "float32" and "overflow float16" in why
     monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda p: p == "float32")
-    chosen, why = resolve_precision("auto", "cpu", "unet-wne")
+    chosen, why = resolve_precision("auto", "cpu", "unet")
     assert chosen == "float32" and "no bfloat16 units" in why
 
 
@@ -130,3 +134,23 @@ def test_a_float16_overflow_is_computed_again_in_float32():
     with torch.inference_mode():
         y = Autocast(conv, torch.float16)(x)
     assert y.dtype == torch.float32 and torch.equal(y, torch.full_like(y, 1e5))
+
+
+def test_the_api_and_the_command_line_take_the_precision(tmp_path, capsys):
+    import tifffile
+
+    from napari_wne.cli import main
+
+    image = np.random.default_rng(2).poisson(30, (40, 48)).astype(np.uint16)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        denoise(image, device="cpu", precision="half", verbose=False)
+    source, target = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, image, metadata={"axes": "YX"})
+    args = ["denoise", str(source), str(target), "--device", "cpu"]
+    assert main([*args, "--precision", "bfloat16"]) == 0
+    assert "precision bfloat16, as asked" in capsys.readouterr().err
+    expected = denoise(image, device="cpu", precision="bfloat16", verbose=False)
+    np.testing.assert_array_equal(tifffile.imread(target), expected)
+    with pytest.raises(SystemExit):
+        main([*args, "--overwrite", "--precision", "half"])
+    assert "invalid choice: 'half'" in capsys.readouterr().err

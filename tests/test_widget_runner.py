@@ -61,7 +61,7 @@ def test_settings_are_locked_during_a_run_and_unlocked_after(viewer_widget, qtbo
     assert not any(_locked(widget).values())
     assert widget.volumes.native.isEnabled() is False  # still off: the movie has no Z
     status = widget.status.value
-    precision = resolve_precision("auto", "cpu", DEFAULT_MODEL)[0]  # this CPU's "auto"
+    precision = resolve_precision("auto", "cpu", "unet")[0]  # this CPU's "auto" for the UNet
     assert status.startswith("Done in") and "cpu" in status and precision in status
     assert "Mvoxel/s" in status
 

@@ -55,7 +55,7 @@ def device_lines() -> list[str]:
     lines = []
     for name in available_devices():
         precisions = ", ".join(supported_precisions(name))
-        auto = resolve_precision("auto", name, DEFAULT_MODEL)[0]
+        auto = resolve_precision("auto", name, get_model(DEFAULT_MODEL).backbone)[0]
         if name.startswith("cuda"):
             index = torch.device(name).index or 0
             free, total = torch.cuda.mem_get_info(index)
@@ -117,7 +117,7 @@ def self_checks() -> list[tuple[str, bool, str]]:
             )
         )
         if precision == "auto":
-            auto = resolve_precision("auto", "cpu", get_model(DEFAULT_MODEL).name)[0]
+            auto = resolve_precision("auto", "cpu", get_model(DEFAULT_MODEL).backbone)[0]
             gain = psnr(out, reference) - psnr(noisy, reference)
             quality = (
                 "quality",

@@ -152,7 +152,7 @@ class Engine:
         """The shared model of this name and device, in this run's precision (and TTA)."""
         model = load_model(self.model_name, self.layout.spatial_dims, str(device))
         self.precision, self.precision_reason = resolve_precision(
-            self.settings.precision, device, get_model(self.model_name).name,
+            self.settings.precision, device, get_model(self.model_name).backbone,
             normalized=isinstance(model, WNE),
         )  # fmt: skip
         model = with_precision(model, self.precision)

@@ -35,19 +35,15 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-CPU_AUTO: dict[str, str] = {
-    "unet-wne": "float16",
-    "unet": "float16",
-    "dncnn-wne": "float16",
-    "restormer-wne": "float16",
-    "restormer": "bfloat16",
-}
-"""What "auto" computes in on a CPU, per shipped model (float32 for the rest): the fastest
-precision at a PSNR loss under `MAX_AUTO_LOSS_DB`, as `benchmarks/bench_devices.py`
-measured it on the real microscopy pairs (docs/performance.md, on a Xeon with AMX and
-AVX-512 FP16/BF16). A CPU without native units for the pick (`cpu_has_units`) emulates
-it slowly: "auto" keeps float32 there. A plain model's float16 pick gives way to float32
-(raw intensities overflow float16; see `resolve_precision`).
+CPU_AUTO: dict[str, str] = {"unet": "float16", "dncnn": "float16", "restormer": "float16"}
+"""What "auto" computes in on a CPU, per backbone architecture (float32 for the rest, e.g.
+"ne-dncnn" or a TorchScript module): the fastest precision at a PSNR loss under
+`MAX_AUTO_LOSS_DB`, as `benchmarks/bench_devices.py` measured it for the shipped WNE
+models on the real microscopy pairs (docs/performance.md, a Xeon with AMX and AVX-512
+FP16/BF16). Speed is the architecture's, so a model trained by the user, loaded by path,
+gets the same pick as the shipped one. A CPU without native units for the pick
+(`cpu_has_units`) emulates it slowly: "auto" keeps float32 there. A plain model's float16
+pick gives way to float32 (raw intensities overflow float16; see `resolve_precision`).
 """
 
 MAX_AUTO_LOSS_DB = 0.05
@@ -82,9 +78,10 @@ def supported_precisions(device: torch.device | str) -> tuple[str, ...]:
 
 
 def resolve_precision(
-    precision: str, device: torch.device | str, model: str, normalized: bool = True
+    precision: str, device: torch.device | str, backbone: str, normalized: bool = True
 ) -> tuple[str, str]:
-    """The concrete precision for `model` on `device`, and a short reason for the user.
+    """The concrete precision for a `backbone` (architecture name) on `device`, and a
+    short reason for the user.
 
     "auto": bfloat16 on CUDA GPUs that have it (compute capability 8 and newer), float16
     on older ones, float32 on MPS; on a CPU, what `CPU_AUTO` measured. A model without
@@ -106,13 +103,13 @@ def resolve_precision(
         choice = "bfloat16" if "bfloat16" in supported else "float16"
         why = "this GPU computes bfloat16" if choice == "bfloat16" else "no bfloat16 on this GPU"
     elif device.type == "cpu":
-        choice = CPU_AUTO.get(model, "float32")
+        choice = CPU_AUTO.get(backbone, "float32")
         if not cpu_has_units(choice):
             choice, why = "float32", f"this CPU has no {choice} units"
         elif choice != "float32":
             why = f"measured faster at under {MAX_AUTO_LOSS_DB} dB loss"
         else:
-            why = "no faster precision measured for this model on a CPU"
+            why = "no faster precision measured for this network on a CPU"
     else:
         choice, why = "float32", f"nothing faster measured on {device.type}"
     if choice == "float16" and not normalized:

@@ -196,7 +196,7 @@ class Runner:
         job.device = f"{device} ({reason.split(', ', 1)[-1]})" if "," in reason else str(device)
         spec = get_model(job.kwargs["model"])
         job.precision, _ = resolve_precision(
-            job.kwargs.get("precision", "auto"), device, spec.name, normalized=spec.wne
+            job.kwargs.get("precision", "auto"), device, spec.backbone, normalized=spec.wne
         )
         self.cancel_event.clear()
         self.form.progress.max, self.form.progress.value = PROGRESS_STEPS, 0
