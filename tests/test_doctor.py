@@ -15,6 +15,9 @@ def test_the_report_names_versions_devices_speed_and_passes_its_checks():
     for line in ("napari-wne ", "torch ", "devices:", "  cpu: ", "Mvoxel/s", "all checks passed"):
         assert line in report
     assert "equivariance: ok" in report and "quality: ok" in report
+    for precision in ("float32", "bfloat16", "float16"):  # a probe and a check each
+        assert f"  cpu {precision}: " in report and f"equivariance in {precision}: ok" in report
+    assert "(auto for unet-wne: " in report
 
 
 def test_a_failed_check_is_reported_and_exits_non_zero(monkeypatch):

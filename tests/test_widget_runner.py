@@ -12,6 +12,7 @@ import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
 from napari_wne import DEFAULT_MODEL
+from napari_wne.precision import resolve_precision
 from test_widget import TIMEOUT_MS, expected, notes_since, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::napari_wne.UntrainedModelWarning")
@@ -28,7 +29,7 @@ def _locked(widget) -> dict[str, bool]:
 
 def test_a_single_2d_plane_shows_progress_tile_by_tile(viewer_widget, qtbot, rng, monkeypatch):
     # One tile per forward pass, as with the default 1280-px tiles on a large plane.
-    monkeypatch.setattr("napari_wne.engine.BATCH_VOXELS", 1)
+    monkeypatch.setattr("napari_wne.devices.CPU_BATCH_VOXELS", 1)
     viewer, widget = viewer_widget
     data = rng.poisson(30, (160, 160)).astype(np.uint16)
     viewer.add_image(data, name="plane")
@@ -60,7 +61,8 @@ def test_settings_are_locked_during_a_run_and_unlocked_after(viewer_widget, qtbo
     assert not any(_locked(widget).values())
     assert widget.volumes.native.isEnabled() is False  # still off: the movie has no Z
     status = widget.status.value
-    assert status.startswith("Done in") and "cpu" in status and "float32" in status
+    precision = resolve_precision("auto", "cpu", "unet")[0]  # this CPU's "auto" for the UNet
+    assert status.startswith("Done in") and "cpu" in status and precision in status
     assert "Mvoxel/s" in status
 
 
@@ -126,3 +128,58 @@ def test_save_as_ome_tiff_writes_the_result_with_the_layers_scale(
     layer = viewer.layers[f"cells denoised ({DEFAULT_MODEL})"]
     np.testing.assert_array_equal(np.asarray(layer.data), tifffile.imread(path))
     np.testing.assert_allclose(tifffile.imread(path), expected(data, "YX"), atol=1e-3)
+
+
+def test_the_precision_field_reaches_the_run_and_the_status(viewer_widget, qtbot, rng):
+    from napari_wne.precision import PRECISIONS
+
+    viewer, widget = viewer_widget
+    assert list(widget.precision.choices) == list(PRECISIONS)
+    assert widget.precision.value == "auto"
+    data = rng.poisson(30, (64, 64)).astype(np.uint16)
+    viewer.add_image(data, name="plane")
+    widget.precision.value = "bfloat16"
+    run(widget, qtbot)
+    assert "bfloat16" in widget.status.value
+    result = viewer.layers[f"plane denoised ({DEFAULT_MODEL})"].data
+    np.testing.assert_array_equal(result, expected(data, "YX", precision="bfloat16"))
+    assert np.abs(result - expected(data, "YX", precision="float32")).max() > 0
+
+
+def test_running_out_of_memory_is_notified_and_the_result_is_unchanged(
+    viewer_widget, qtbot, rng, monkeypatch
+):
+    """A real `torch.OutOfMemoryError` from a capped backbone (tests/test_backoff.py)."""
+    from napari_wne import engine
+    from napari_wne.engine import cached_engine as _engine
+    from napari_wne.wne import WNE
+    from test_backoff import MemoryCap
+
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (200, 200)).astype(np.uint16)
+    reference = np.asarray(denoise_cpu(data, model="dncnn-wne", tile=160, precision="float32"))
+    real = engine.with_precision
+
+    def capped(model, precision):  # holds a 112x112 piece of a 160x160 tile, not the tile
+        model = real(model, precision)
+        return WNE(MemoryCap(model.backbone, 120 * 120), residual=model.residual, eps=model.eps)
+
+    monkeypatch.setattr(engine, "with_precision", capped)
+    _engine.cache_clear()
+    viewer.add_image(data, name="plane")
+    widget.model.value, widget.tile.value, widget.precision.value = "dncnn-wne", "160", "float32"
+    start = len(notification_manager.records)
+    try:
+        run(widget, qtbot)
+    finally:
+        _engine.cache_clear()  # no capped engine for the next tests
+    notes = notes_since(start)
+    assert any("out of memory" in n and "pieces" in n for n in notes), notes
+    result = viewer.layers["plane denoised (dncnn-wne)"].data
+    assert np.abs(result - reference).max() / data.std() < 1e-5
+
+
+def denoise_cpu(data, **kwargs):
+    from napari_wne import denoise
+
+    return denoise(data, axes="YX", device="cpu", verbose=False, **kwargs)

@@ -32,6 +32,7 @@ from .modes import (
 )
 from .normalization import global_statistics_apply
 from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks, write_block
+from .precision import Precision
 from .sources import open_source
 from .writers import (
     DenoisedImage,
@@ -67,6 +68,8 @@ def denoise(
     norm: Norm = NORM.default,  # type: ignore[assignment]
     batch_size: int | None = None,
     tta: bool = False,
+    precision: Precision = "auto",
+    cpu_fallback: bool = False,
     block: int | tuple[int, ...] | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -122,11 +125,20 @@ def denoise(
         Tiling (see `napari_wne.engine.TileSettings`): the largest tile side, the context
         kept around each tile (default: `napari_wne.engine.default_halo`), the
         width of the blend between tiles, "tile" or "global" normalization statistics, and
-        tiles per forward pass (default: as many as hold about 2 M voxels).
+        tiles per forward pass (default: what the device holds, `devices.batch_voxels`).
     tta:
         Test-time augmentation: average the model over the 8 flips and quarter turns of
         each plane (`napari_wne.tta`). Exactly as equivariant, 8 times slower; its gain is
         measured in docs/results.md.
+    precision:
+        What the network computes in: "auto" (default), "float32", "bfloat16" or
+        "float16" (`napari_wne.precision`: "auto" is bfloat16 on recent CUDA GPUs and what
+        was measured faster at no visible loss on a CPU). WNE's statistics, normalization
+        and denormalization stay in float64/float32 whatever is chosen.
+    cpu_fallback:
+        When the GPU runs out of memory even for the smallest pieces of a tile, go on on
+        the CPU instead of failing. Before that, every run halves its batch, then its
+        tiles, for the same result, and says so (`napari_wne.backoff`).
     block:
         Side of the blocks (one task each, one zarr shard each); default 4096 in 2D and
         (128, 512, 512) in 3D, capped by the image.
@@ -214,8 +226,9 @@ def denoise(
     DTYPE.check(dtype)
     out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
     settings = TileSettings(
-        tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size, tta=tta
-    )
+        tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size, tta=tta,
+        precision=precision, cpu_fallback=cpu_fallback,
+    )  # fmt: skip
     instance_shape = layout.spatial_shape(source.shape)
     make_engine = functools.partial(
         cached_engine, spec.name, layout, instance_shape, str(torch_device), settings
@@ -226,8 +239,9 @@ def denoise(
         planes = ", each Z plane on its own" if "Z" in layout.batch_axes else ""
         print(
             f"napari-wne: model {spec.name}, {layout.spatial_dims}D instances "
-            f"({layout.spatial_axes}{planes}), {reason}; tiles {engine.grid.tile_shape} with halo "
-            f"{engine.halo} and blend {blend}, {norm} normalization",
+            f"({layout.spatial_axes}{planes}), {reason}, {engine.precision_reason}; tiles "
+            f"{engine.grid.tile_shape} with halo {engine.halo} and blend {blend}, {norm} "
+            "normalization",
             file=sys.stderr,
         )
     stats = None

@@ -85,6 +85,8 @@ class DiskRun:
         }
         if self.settings.tta:  # only when on: stores written before it was recorded resume
             record["tta"] = True
+        if self.settings.precision != "auto":  # likewise: recorded only when asked for
+            record["precision"] = self.settings.precision
         return record
 
     def provenance(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """`napari-wne doctor`: what a bug report needs, and a self-check that the install works.
 
 It prints the versions that matter, every device torch can use with its memory and the
-precisions it supports, a short speed probe of the default model on each device, and two
-checks of the default model on the bundled 3-D sample: that it is normalization
-equivariant (f(a*y + b) = a*f(y) + b) and that it improves a noisy plane against its clean
-reference. Any failed check makes the exit status non-zero, so scripts can rely on it.
+precisions it supports (and which one "auto" picks), a short speed probe of the default
+model on each device in each precision, and checks of the default model on the bundled
+3-D sample: that it is normalization equivariant (f(a*y + b) = a*f(y) + b) in every
+precision the CPU runs, and that it improves a noisy plane against its clean reference.
+Any failed check makes the exit status non-zero, so scripts can rely on it.
 The sample checks say the install computes what it should; they are not a benchmark (the
 0.1 default model saw the sample's source stack in training: docs/training.md).
 """
@@ -23,7 +24,14 @@ import torch
 from .api import denoise
 from .devices import available_devices
 from .metrics import psnr
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, get_model, load_model
+from .precision import (
+    DTYPES,
+    cpu_has_units,
+    resolve_precision,
+    supported_precisions,
+    with_precision,
+)
 from .sample_data import NOISE, add_poisson_gaussian_noise, load_sample
 
 __all__ = ["run_doctor"]
@@ -43,31 +51,35 @@ def _version(package: str) -> str:
 
 
 def device_lines() -> list[str]:
-    """One line per device: its name, memory and the precisions it can compute in."""
+    """One line per device: its name, memory, the precisions it can compute in, "auto"."""
     lines = []
     for name in available_devices():
+        precisions = ", ".join(supported_precisions(name))
+        auto = resolve_precision("auto", name, get_model(DEFAULT_MODEL).backbone)[0]
         if name.startswith("cuda"):
             index = torch.device(name).index or 0
             free, total = torch.cuda.mem_get_info(index)
-            bf16 = torch.cuda.is_bf16_supported()
-            precisions = "float32, float16" + (", bfloat16" if bf16 else "")
-            lines.append(
-                f"{name}: {torch.cuda.get_device_name(index)}, {free / 2**30:.1f} of "
-                f"{total / 2**30:.1f} GiB free; {precisions}"
+            what = (
+                f"{torch.cuda.get_device_name(index)} (compute capability "
+                f"{'.'.join(map(str, torch.cuda.get_device_capability(index)))}), "
+                f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free"
             )
         elif name == "mps":
-            lines.append("mps: Apple GPU; float32, float16")
+            what = "Apple GPU"
         else:
-            lines.append(
-                f"cpu: {platform.processor() or platform.machine()}, "
-                f"{torch.get_num_threads()} torch threads; float32, bfloat16"
+            units = [p for p in DTYPES if p != "float32" and cpu_has_units(p)]
+            what = (
+                f"{platform.processor() or platform.machine()}, "
+                f"native {' and '.join(units) or 'float32 only'}, "
+                f"{torch.get_num_threads()} torch threads"
             )
+        lines.append(f"{name}: {what}; {precisions} (auto for {DEFAULT_MODEL}: {auto})")
     return lines
 
 
-def speed_probe(device: str, seconds: float) -> float:
-    """Voxels per second of the default model's forward pass on 256x256 tiles, float32."""
-    model = load_model(DEFAULT_MODEL, 2, device)
+def speed_probe(device: str, seconds: float, precision: str = "float32") -> float:
+    """Voxels per second of the default model's forward pass on 256x256 tiles."""
+    model = with_precision(load_model(DEFAULT_MODEL, 2, device), precision)
     x = torch.randn(1, 1, 256, 256, device=device)
     runs, start = 0, time.perf_counter()
     with torch.inference_mode():
@@ -82,30 +94,38 @@ def speed_probe(device: str, seconds: float) -> float:
 
 
 def self_checks() -> list[tuple[str, bool, str]]:
-    """(name, passed, detail) of the equivariance and quality checks on the bundled sample."""
+    """(name, passed, detail) of the equivariance checks (one per CPU precision) and the
+    quality check ("auto" precision) on the bundled sample."""
     clean = load_sample("nuclei_3d")
     middle = len(clean) // 2
     noisy = add_poisson_gaussian_noise(clean[middle], **NOISE).astype(np.float64)
     reference = clean[middle].astype(np.float64)
-    out = denoise(noisy, DEFAULT_MODEL, device="cpu", dtype="float32", verbose=False)
     a, b = 3.7, -1200.0
-    moved = denoise(a * noisy + b, DEFAULT_MODEL, device="cpu", verbose=False)
-    error = float(np.abs(moved - (a * out.astype(np.float64) + b)).max() / (a * noisy.std()))
-    gain = psnr(out, reference) - psnr(noisy, reference)
-    return [
-        (
-            "equivariance",
-            error < EQUIVARIANCE_TOLERANCE,
-            f"max |f(a*y+b) - (a*f(y)+b)| / (a*std y) = {error:.2e} "
-            f"(limit {EQUIVARIANCE_TOLERANCE:g})",
-        ),
-        (
-            "quality",
-            gain >= MIN_GAIN_DB,
-            f"PSNR gain on the bundled 3-D sample's middle plane {gain:+.2f} dB "
-            f"(at least {MIN_GAIN_DB:g})",
-        ),
-    ]
+    checks = []
+    for precision in ("auto", *DTYPES):
+        options = {"device": "cpu", "precision": precision, "verbose": False}
+        out = denoise(noisy, DEFAULT_MODEL, dtype="float32", **options)
+        moved = denoise(a * noisy + b, DEFAULT_MODEL, **options)
+        error = float(np.abs(moved - (a * out.astype(np.float64) + b)).max() / (a * noisy.std()))
+        name = "equivariance" if precision == "auto" else f"equivariance in {precision}"
+        checks.append(
+            (
+                name,
+                error < EQUIVARIANCE_TOLERANCE,
+                f"max |f(a*y+b) - (a*f(y)+b)| / (a*std y) = {error:.2e} "
+                f"(limit {EQUIVARIANCE_TOLERANCE:g})",
+            )
+        )
+        if precision == "auto":
+            auto = resolve_precision("auto", "cpu", get_model(DEFAULT_MODEL).backbone)[0]
+            gain = psnr(out, reference) - psnr(noisy, reference)
+            quality = (
+                "quality",
+                gain >= MIN_GAIN_DB,
+                f"PSNR gain on the bundled 3-D sample's middle plane {gain:+.2f} dB in {auto} "
+                f"(at least {MIN_GAIN_DB:g})",
+            )
+    return [*checks, quality]
 
 
 def run_doctor(seconds: float = 5.0, out: TextIO | None = None) -> int:
@@ -122,15 +142,16 @@ def run_doctor(seconds: float = 5.0, out: TextIO | None = None) -> int:
     for line in device_lines():
         say(f"  {line}")
     failed = 0
-    say(f"speed of {DEFAULT_MODEL} (forward pass, 256x256 tiles, float32, {seconds:g} s each):")
+    say(f"speed of {DEFAULT_MODEL} (forward pass, 256x256 tiles, {seconds:g} s each):")
     for device in available_devices():
-        try:
-            rate = speed_probe(device, seconds)
-        except Exception as err:  # a device that fails is what this report is for
-            failed += 1
-            say(f"  {device}: FAILED: {type(err).__name__}: {err}")
-        else:
-            say(f"  {device}: {rate / 1e6:.2f} Mvoxel/s")
+        for precision in supported_precisions(device):
+            try:
+                rate = speed_probe(device, seconds, precision)
+            except Exception as err:  # a device that fails is what this report is for
+                failed += 1
+                say(f"  {device} {precision}: FAILED: {type(err).__name__}: {err}")
+            else:
+                say(f"  {device} {precision}: {rate / 1e6:.2f} Mvoxel/s")
     for name, passed, detail in self_checks():
         failed += not passed
         say(f"{name}: {'ok' if passed else 'FAILED'}: {detail}")

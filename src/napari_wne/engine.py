@@ -18,10 +18,12 @@ import torch
 
 from .axes import InstanceLayout
 from .backbones import BACKBONES
-from .devices import resolve_device
+from .backoff import Backoff, tile_stats
+from .devices import batch_voxels, resolve_device
 from .models import get_model, load_model
 from .modes import NORM, Norm
 from .normalization import check_finite, takes_statistics
+from .precision import Precision, resolve_precision, with_precision
 from .tiling import Tile, TileGrid
 from .tta import with_tta
 from .wne import WNE
@@ -34,10 +36,6 @@ __all__ = [
     "default_halo",
     "effective_radius",
 ]
-
-
-BATCH_VOXELS = 2_000_000
-"""Default voxels per forward pass: a few hundred MB of activations for the UNet."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,14 @@ class TileSettings:
     norm: Norm = "tile"
     """"tile": statistics of each tile with its halo; "global": one mean/std per instance."""
     batch_size: int | None = None
-    """Tiles per forward pass; default: as many as hold about 2 M voxels (at least one)."""
+    """Tiles per forward pass; default: as many as the device holds (`devices.batch_voxels`)."""
     tta: bool = False
     """Average over the 8 flips and quarter turns of YX (`napari_wne.tta`): 8x the time."""
+    precision: Precision = "auto"
+    """What the backbone computes in (`napari_wne.precision`); WNE's own arithmetic stays
+    in float64/float32 whatever this says."""
+    cpu_fallback: bool = False
+    """Out of device memory even in the smallest pieces: go on on the CPU, not fail."""
 
     def __post_init__(self) -> None:
         """Sizes are whole pixels: refuse 256.0 or "256" here, with the field's name."""
@@ -126,9 +129,7 @@ class Engine:
         self.device = device
         self.settings = settings
         self.model_name = model
-        self.model = load_model(model, layout.spatial_dims, str(device))
-        if settings.tta:
-            self.model = with_tta(self.model)
+        self.model = self._build_model(device)
         halo = settings.halo
         if halo is None:
             halo = default_halo(model, layout.spatial_dims)
@@ -139,9 +140,41 @@ class Engine:
             tile = tuple(min(t, m) for t, m in zip(tile, limit, strict=True))
         dims = len(tile)
         self.grid = TileGrid(instance_shape, tile, (self.halo,) * dims, (settings.blend,) * dims)
-        self.batch_size = settings.batch_size or max(
-            1, BATCH_VOXELS // math.prod(self.grid.tile_shape)
+        batch_size = settings.batch_size or max(
+            1, batch_voxels(self.model, device, dims) // math.prod(self.grid.tile_shape)
         )
+        self.backoff = Backoff(
+            device,
+            batch_size,
+            self.halo,
+            to_cpu=self._move_to_cpu if settings.cpu_fallback else None,
+            stats_of=tile_stats if isinstance(self.model, WNE) else None,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        """Tiles per forward pass now (halved from the default on out-of-memory errors)."""
+        return self.backoff.batch_size
+
+    def _build_model(self, device: torch.device) -> torch.nn.Module:
+        """The shared model of this name and device, in this run's precision (and TTA)."""
+        model = load_model(self.model_name, self.layout.spatial_dims, str(device))
+        self.precision, self.precision_reason = resolve_precision(
+            self.settings.precision, device, get_model(self.model_name).backbone,
+            normalized=isinstance(model, WNE),
+        )  # fmt: skip
+        model = with_precision(model, self.precision)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # tiles repeat one shape: tune once
+            # float32 means float32: TF32 convolutions round to 10 bits, like float16.
+            torch.backends.cudnn.allow_tf32 = self.precision != "float32"
+        return with_tta(model) if self.settings.tta else model
+
+    def _move_to_cpu(self) -> str:
+        """The fallback asked for: the same model and tiling, on the CPU from now on."""
+        self.device = torch.device("cpu")
+        self.model = self._build_model(self.device)
+        return self.precision
 
     def blocks(self, batch_shape: Sequence[int], block_shape: Sequence[int]) -> list[Block]:
         """Every block of every instance, in reading order."""
@@ -199,7 +232,8 @@ class Engine:
         for group in _same_shape_batches(tiles, self.batch_size, self._in_image):
             stack = np.stack([self._tile_input(data, box, t, tile_dtype) for t in group])
             with np.errstate(over="ignore"):  # what overflows is reported below, as a whole
-                predictions = self._forward(stack, stats).astype(result_dtype, copy=False)
+                predictions = self.backoff.predict(stack, stats, self._forward)
+                predictions = predictions.astype(result_dtype, copy=False)
             for tile, prediction in zip(group, predictions, strict=True):
                 inside = tuple(
                     slice(max(t.start, r.start), min(t.stop, r.stop))

@@ -27,7 +27,7 @@ from ..api import denoise
 from ..axes import parse_axes
 from ..devices import available_devices
 from ..models import DEFAULT_MODEL, MODELS, ModelSpec, saved_models
-from ..modes import DTYPE, INSTANCES, NORM, OUTPUT_FORMAT
+from ..modes import DTYPE, INSTANCES, NORM, OUTPUT_FORMAT, PRECISION
 
 __all__ = ["AUTO", "IN_MEMORY", "SettingsForm", "model_choices", "parse_size"]
 
@@ -143,6 +143,10 @@ class SettingsForm:
             label="Normalization", choices=list(NORM.values), value=DEFAULTS["norm"],
             tooltip=NORM.help + ".",
         )  # fmt: skip
+        self.precision = ComboBox(
+            label="Precision", choices=list(PRECISION.values), value=DEFAULTS["precision"],
+            tooltip=PRECISION.help + ".",
+        )  # fmt: skip
         self.dtype = ComboBox(
             label="Output dtype", choices=list(DTYPE.values), value=DEFAULTS["dtype"],
             tooltip=DTYPE.help + ".",
@@ -155,8 +159,8 @@ class SettingsForm:
         self.sizes_info = _note()
         self.advanced = Container(
             widgets=[
-                self.tile, self.overlap, self.block, self.norm, self.dtype, self.tta,
-                self.sizes_info,
+                self.tile, self.overlap, self.block, self.norm, self.precision, self.dtype,
+                self.tta, self.sizes_info,
             ]
         )  # fmt: skip
         self.advanced_section = QCollapsible("Advanced")

@@ -26,8 +26,10 @@ from superqt.utils import FunctionWorker
 
 from ..api import DenoisedImage, denoise, lazy_view
 from ..devices import resolve_device
+from ..models import get_model
 from ..modes import SUFFIXES
 from ..pipeline import Cancelled, Progress
+from ..precision import resolve_precision
 from ..writers import writer_for
 from .form import IN_MEMORY
 from .layers import MADE_BY_KEY
@@ -35,15 +37,12 @@ from .layers import MADE_BY_KEY
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LARGE_LAYER_BYTES", "PRECISION", "Job", "Runner"]
+__all__ = ["LARGE_LAYER_BYTES", "Job", "Runner"]
 
 logger = logging.getLogger(__name__)
 
 LARGE_LAYER_BYTES = 256 * 2**20
 """In-memory layers whose input or float32 result exceeds this go to an OME-Zarr on disk."""
-
-PRECISION = "float32"
-"""What the engine computes in (`napari_wne.engine.Engine` runs the network in float32)."""
 
 PROGRESS_STEPS = 1000
 """The progress bar counts thousandths of the run, so tiles inside a block move it too."""
@@ -58,6 +57,8 @@ class Job:
     kwargs: dict[str, Any]
     layer_kwargs: dict[str, Any]
     device: str = ""
+    precision: str = ""
+    """What the network computes in, as the engine will resolve it (for the status line)."""
     output: Path | None = None
     output_existed: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -199,10 +200,14 @@ class Runner:
         """Run `job` in a worker thread; the form stays locked until it ends, however."""
         device, reason = resolve_device(job.kwargs["device"])
         job.device = f"{device} ({reason.split(', ', 1)[-1]})" if "," in reason else str(device)
+        spec = get_model(job.kwargs["model"])
+        job.precision, _ = resolve_precision(
+            job.kwargs.get("precision", "auto"), device, spec.backbone, normalized=spec.wne
+        )
         self.cancel_event.clear()
         self.form.progress.max, self.form.progress.value = PROGRESS_STEPS, 0
         where = f", writing {job.output}" if job.output is not None else ""
-        self.form.status.value = f"Starting on {job.device}, {PRECISION}{where}"
+        self.form.status.value = f"Starting on {job.device}, {job.precision}{where}"
         self._job = job
         body = functools.partial(_run, job, self._relay.progressed.emit, self.cancel_event)
         worker = create_worker(
@@ -237,7 +242,7 @@ class Runner:
         self.form.progress.value = min(PROGRESS_STEPS, round(PROGRESS_STEPS * done))
 
     def _speed(self, job: Job) -> str:
-        return f"{job.speed / 1e6:.2f} Mvoxel/s on {job.device}, {PRECISION}"
+        return f"{job.speed / 1e6:.2f} Mvoxel/s on {job.device}, {job.precision}"
 
     def _on_returned(self, job: Job, result: Any) -> None:
         layer = self.viewer.add_image(result, **job.layer_kwargs)

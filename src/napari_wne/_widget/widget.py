@@ -33,7 +33,8 @@ __all__ = ["DenoiseWidget"]
 
 _FIELDS = (
     "image", "model", "model_info", "model_folder", "device", "axes", "axes_info", "volumes",
-    "volumes_info", "tile", "overlap", "block", "norm", "dtype", "tta", "output_folder",
+    "volumes_info", "tile", "overlap", "block", "norm", "precision", "dtype", "tta",
+    "output_folder",
     "overwrite", "residual", "preview", "preview_status", "run_button", "cancel_button",
     "compare_button", "progress", "status",
 )  # fmt: skip
@@ -80,7 +81,9 @@ class DenoiseWidget(Container):
         for field in (form.tile, form.overlap, form.block):
             field.changed.connect(self._check)
         form.preview.changed.connect(self._preview.toggled)
-        for field in (form.image, form.model, form.model_folder, form.device, form.norm):
+        for field in (
+            form.image, form.model, form.model_folder, form.device, form.norm, form.precision,
+        ):  # fmt: skip
             field.changed.connect(self._preview.request)
         for field in (form.tile, form.overlap):  # after _check: only sizes that parse
             field.changed.connect(self._request_preview_if_valid)
@@ -226,6 +229,7 @@ class DenoiseWidget(Container):
             "tile": sizes["tile"],
             "halo": sizes["halo"],
             "norm": self.form.norm.value,
+            "precision": self.form.precision.value,
             "tta": self.form.tta.value,
         }
 

@@ -9,7 +9,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..modes import DEFAULT_MODEL, DTYPE, INSTANCES, MISSING_CHUNKS, NORM, OUTPUT_FORMAT, SUFFIXES
+from ..modes import (
+    DEFAULT_MODEL,
+    DTYPE,
+    INSTANCES,
+    MISSING_CHUNKS,
+    NORM,
+    OUTPUT_FORMAT,
+    PRECISION,
+    SUFFIXES,
+)
 
 if TYPE_CHECKING:  # the library (and torch) is imported only when a command runs
     from ..pipeline import Progress
@@ -78,6 +87,12 @@ def add_model_options(sub: argparse.ArgumentParser) -> None:
         "`napari-wne train`",
     )
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    sub.add_argument(
+        PRECISION.option,
+        default=PRECISION.default,
+        choices=PRECISION.values,
+        help=PRECISION.help,
+    )
     sub.add_argument(DTYPE.option, default=DTYPE.default, choices=DTYPE.values, help=DTYPE.help)
 
 
@@ -97,7 +112,15 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
         "receptive field when at most 32 px, else its measured effective radius)",
     )
     sub.add_argument(NORM.option, default=NORM.default, choices=NORM.values, help=NORM.help)
-    sub.add_argument("--batch-size", type=int, help="tiles per forward pass (default: ~2 M voxels)")
+    sub.add_argument(
+        "--batch-size", type=int, help="tiles per forward pass (default: what the device holds)"
+    )
+    sub.add_argument(
+        "--cpu-fallback",
+        action="store_true",
+        help="when the GPU runs out of memory even for the smallest pieces of a tile, go on "
+        "on the CPU (before that, the batch and then the tiles are halved, same result)",
+    )
     sub.add_argument(
         "--tta",
         action="store_true",
@@ -141,7 +164,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     denoise(
         image, args.model, axes="YX", device=args.device, dtype=args.dtype, output=output,
-        overwrite=True,
+        overwrite=True, precision=args.precision,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     save_tiff(args.output_dir / "nuclei_2d_input.tif", image, "YX")
@@ -245,6 +268,8 @@ def _denoise_file(
         norm=args.norm,
         batch_size=args.batch_size,
         tta=args.tta,
+        precision=args.precision,
+        cpu_fallback=args.cpu_fallback,
         block=_one_or_tuple(args.block),
         resume=resume,
         overwrite=overwrite,
