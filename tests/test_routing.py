@@ -57,7 +57,7 @@ def test_slowly_decaying_signal_is_not_read_as_correlated_noise():
     """The bundled 3-D sample: white noise on smooth nuclei, whose leftover signal lifts the
     measured correlation at every lag; it must keep the white-noise model."""
     noisy = add_poisson_gaussian_noise(load_sample("nuclei_3d"), **NOISE)
-    choice = choose_model(noisy[routing_sample(noisy.shape)])
+    choice = choose_model(noisy[routing_sample("ZYX", noisy.shape)])
     assert choice.model == WHITE_NOISE_MODEL, choice.reason
     assert choice.correlation[2] > 0.05  # signal is there, yet it is not read as noise
 
@@ -75,7 +75,25 @@ def test_only_planes_are_measured():
 
 
 def test_the_sample_is_the_middle_plane_and_a_central_crop():
-    index = routing_sample((10, 3, 4000, 300))
+    index = routing_sample("TCYX", (10, 3, 4000, 300))
     assert index[:2] == (5, 1)
     assert index[2] == slice(1488, 2512)
     assert index[3] == slice(0, 1024)  # the whole of a short axis
+    assert routing_sample("YXC", (64, 80, 3)) == (slice(0, 1024), slice(0, 1024), 1)
+    with pytest.raises(ValueError, match="must name Y and X"):
+        routing_sample("ZY", (4, 64))
+
+
+def test_the_default_model_runs_what_the_noise_asks_for(capsys):
+    """`denoise` without a model: white noise gets unet-wne, smoothed noise unet-wne-corr,
+    pixel for pixel, and the run says which it chose and why."""
+    from napari_wne import DEFAULT_MODEL, denoise
+
+    assert DEFAULT_MODEL == "auto"
+    for kernel, model in ((None, WHITE_NOISE_MODEL), (0.8, CORRELATED_NOISE_MODEL)):
+        noisy = capture(kernel, seed=2)[:128, :160]
+        chosen = denoise(noisy, precision="float32")
+        said = capsys.readouterr().err
+        assert f"model {model} (chosen by auto:" in said, said
+        expected = denoise(noisy, model, precision="float32", verbose=False)
+        np.testing.assert_array_equal(chosen, expected)

@@ -47,8 +47,9 @@ import torch
 from .blind_spot import blind_spot_mask, mask_radius, masked_loss
 from .datasets import NoiseConfig, normalize_intensity
 from .model_io import CARD_FILE, WEIGHTS_FILE, atomic_write, read_model_card, save_weights
-from .models import trained_weights
+from .models import DEFAULT_MODEL, get_model, trained_weights
 from .noise_stats import estimate_correlation
+from .routing import choose_model, routing_sample
 from .training import TrainConfig, TrainProgress, train
 from .wne import WNE
 
@@ -226,7 +227,7 @@ def adapt(
     images: Sequence[np.ndarray],
     output_dir: str | Path,
     *,
-    init: str = "unet-wne",
+    init: str = DEFAULT_MODEL,
     settings: AdaptSettings | None = None,
     sources: Sequence[str] = (),
     overwrite: bool = False,
@@ -250,6 +251,10 @@ def adapt(
         raise FileExistsError(f"{out} already holds a model; choose another folder or overwrite")
     if not images:
         raise ValueError("adapt needs at least one noisy image")
+    if get_model(init).routed:  # "auto": start from the model the first image's noise picks
+        planes = np.asarray(images[0]).reshape(-1, *np.shape(images[0])[-2:])
+        plane = planes[len(planes) // 2]
+        init = choose_model(plane[routing_sample("YX", plane.shape)]).model
     weights, card = start_model(init)
     began = time.perf_counter()
     units = [normalize_intensity(np.asarray(i), "percentile", clip=False) for i in images]

@@ -33,6 +33,7 @@ from .modes import (
 from .normalization import global_statistics_apply
 from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks, write_block
 from .precision import Precision
+from .routing import choose_model, routing_sample
 from .sources import open_source
 from .writers import (
     DenoisedImage,
@@ -91,7 +92,10 @@ def denoise(
         A numpy, dask or zarr array, or the path of a zarr store, an OME-Zarr image or a
         TIFF/OME-TIFF/ImageJ file (read lazily, never whole).
     model:
-        A name from ``napari_wne.MODELS``; the default is the fast UNet wrapped with WNE.
+        A name from ``napari_wne.MODELS``. The default, ``"auto"``, measures the noise of
+        one plane and runs the WNE UNet trained for it: ``unet-wne`` for white noise,
+        ``unet-wne-corr`` for spatially correlated noise (`napari_wne.routing`; verbose
+        runs say which and why).
         Or a trained model by path: a folder written by ``napari-wne train``, a TorchScript
         file (``"wne:PATH"`` wraps it with WNE), or ``"NAME:PATH"`` for a state dict of
         registered model NAME (see `napari_wne.model_io`). Or the name of a saved model
@@ -212,6 +216,10 @@ def denoise(
     if math.prod(source.shape) == 0:
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
     layout = parse_axes(source.axes, source.shape)
+    routed = ""
+    if spec.routed:  # "auto": the image's noise picks the model (napari_wne.routing)
+        choice = choose_model(np.asarray(source.array[routing_sample(layout.axes, source.shape)]))
+        spec, routed = get_model(choice.model), f" (chosen by {model}: {choice.reason})"
     INSTANCES.check(instances)
     by_plane = instances == "planes" or (instances == "auto" and 3 not in spec.dims)
     if by_plane and layout.spatial_dims == 3:
@@ -238,7 +246,7 @@ def denoise(
     if verbose:
         planes = ", each Z plane on its own" if "Z" in layout.batch_axes else ""
         print(
-            f"napari-wne: model {spec.name}, {layout.spatial_dims}D instances "
+            f"napari-wne: model {spec.name}{routed}, {layout.spatial_dims}D instances "
             f"({layout.spatial_axes}{planes}), {reason}, {engine.precision_reason}; tiles "
             f"{engine.grid.tile_shape} with halo {engine.halo} and blend {blend}, {norm} "
             "normalization",

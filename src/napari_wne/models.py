@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .backbones import BACKBONES
 from .model_files import CARD_FILE, WEIGHTS_FILE, ZOO_PREFIXES
 from .modes import DEFAULT_MODEL
+from .routing import AUTO, CORRELATED_NOISE_MODEL, WHITE_NOISE_MODEL
 
 if TYPE_CHECKING:
     import torch
@@ -62,6 +63,10 @@ class ModelSpec:
     """A halo the model declares (a zoo package's); None: the engine's default."""
     max_tile: tuple[int, ...] | None = None
     """The largest tile the model accepts (a zoo package of fixed size); None: any."""
+    routed: bool = False
+    """A choice, not a network: `denoise` measures the image's noise and runs the model
+    `napari_wne.routing` picks. Its weights are the white-noise model's, used where no
+    image is at hand to decide on (e.g. a speed probe)."""
 
     @property
     def trained(self) -> bool:
@@ -117,6 +122,15 @@ def _spec(backbone: str, wne: bool) -> ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        ModelSpec(
+            AUTO,
+            "unet",
+            True,
+            f"picks {WHITE_NOISE_MODEL} for white noise and {CORRELATED_NOISE_MODEL} for "
+            "spatially correlated noise, from the noise of one plane (napari_wne.routing)",
+            weights=f"{WHITE_NOISE_MODEL}/{WEIGHTS_FILE}",
+            routed=True,
+        ),
         _spec("unet", True),
         _spec("unet", False),
         _spec("dncnn", True),

@@ -30,8 +30,10 @@ __all__ = [
     "Precision",
 ]
 
-DEFAULT_MODEL = "unet-wne"
-"""The model used when none is named: the fast UNet wrapped with WNE."""
+DEFAULT_MODEL = "auto"
+"""The model used when none is named: "auto", which runs the fast WNE UNet trained for the
+noise the image has (white: ``unet-wne``; spatially correlated: ``unet-wne-corr``), as
+`napari_wne.routing` measures it on one plane."""
 
 
 @dataclass(frozen=True)

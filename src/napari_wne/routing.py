@@ -56,15 +56,18 @@ class ModelChoice:
     reason: str
 
 
-def routing_sample(shape: Sequence[int]) -> tuple[int | slice, ...]:
-    """The index of the plane to measure: the middle of every leading axis, the central
-    `SAMPLE_SIDE` crop of the last two. Reading it costs at most a few MB."""
-    leading = tuple(n // 2 for n in shape[:-2])
-    crop = tuple(
+def routing_sample(axes: str, shape: Sequence[int]) -> tuple[int | slice, ...]:
+    """The index of the plane to measure in an image with these `axes` (letters of "TCZYX"):
+    the middle of every other axis, the central `SAMPLE_SIDE` crop of Y and X. Reading it
+    costs at most a few MB."""
+    if len(axes) != len(shape) or not {"Y", "X"} <= set(axes.upper()):
+        raise ValueError(f"axes {axes!r} must name Y and X and fit the shape {tuple(shape)}")
+    return tuple(
         slice(max(0, (n - SAMPLE_SIDE) // 2), max(0, (n - SAMPLE_SIDE) // 2) + SAMPLE_SIDE)
-        for n in shape[-2:]
+        if a in "YX"
+        else n // 2
+        for a, n in zip(axes.upper(), shape, strict=True)
     )
-    return leading + crop
 
 
 def choose_model(plane: np.ndarray) -> ModelChoice:
