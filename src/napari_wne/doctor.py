@@ -24,7 +24,7 @@ import torch
 from .api import denoise
 from .devices import available_devices
 from .metrics import psnr
-from .models import DEFAULT_MODEL, get_model, load_model
+from .models import DEFAULT_MODEL, MODELS, get_model, load_model
 from .precision import (
     DTYPES,
     cpu_has_units,
@@ -32,7 +32,12 @@ from .precision import (
     supported_precisions,
     with_precision,
 )
+from .routing import WHITE_NOISE_MODEL
 from .sample_data import NOISE, add_poisson_gaussian_noise, load_sample
+
+PROBED = WHITE_NOISE_MODEL if MODELS[DEFAULT_MODEL].routed else DEFAULT_MODEL
+"""The network the speed and precision probes time: the default's own, or the white-noise
+model for "auto" (both models it chooses between share one architecture)."""
 
 __all__ = ["run_doctor"]
 
@@ -55,7 +60,7 @@ def device_lines() -> list[str]:
     lines = []
     for name in available_devices():
         precisions = ", ".join(supported_precisions(name))
-        auto = resolve_precision("auto", name, get_model(DEFAULT_MODEL).backbone)[0]
+        auto = resolve_precision("auto", name, get_model(PROBED).backbone)[0]
         if name.startswith("cuda"):
             index = torch.device(name).index or 0
             free, total = torch.cuda.mem_get_info(index)
@@ -73,13 +78,13 @@ def device_lines() -> list[str]:
                 f"native {' and '.join(units) or 'float32 only'}, "
                 f"{torch.get_num_threads()} torch threads"
             )
-        lines.append(f"{name}: {what}; {precisions} (auto for {DEFAULT_MODEL}: {auto})")
+        lines.append(f"{name}: {what}; {precisions} (auto for {PROBED}: {auto})")
     return lines
 
 
 def speed_probe(device: str, seconds: float, precision: str = "float32") -> float:
-    """Voxels per second of the default model's forward pass on 256x256 tiles."""
-    model = with_precision(load_model(DEFAULT_MODEL, 2, device), precision)
+    """Voxels per second of the probed model's forward pass on 256x256 tiles."""
+    model = with_precision(load_model(PROBED, 2, device), precision)
     x = torch.randn(1, 1, 256, 256, device=device)
     runs, start = 0, time.perf_counter()
     with torch.inference_mode():
@@ -117,7 +122,7 @@ def self_checks() -> list[tuple[str, bool, str]]:
             )
         )
         if precision == "auto":
-            auto = resolve_precision("auto", "cpu", get_model(DEFAULT_MODEL).backbone)[0]
+            auto = resolve_precision("auto", "cpu", get_model(PROBED).backbone)[0]
             gain = psnr(out, reference) - psnr(noisy, reference)
             quality = (
                 "quality",
@@ -142,7 +147,7 @@ def run_doctor(seconds: float = 5.0, out: TextIO | None = None) -> int:
     for line in device_lines():
         say(f"  {line}")
     failed = 0
-    say(f"speed of {DEFAULT_MODEL} (forward pass, 256x256 tiles, {seconds:g} s each):")
+    say(f"speed of {PROBED} (forward pass, 256x256 tiles, {seconds:g} s each):")
     for device in available_devices():
         for precision in supported_precisions(device):
             try:
