@@ -28,6 +28,7 @@ SCRIPTS = (
     "quality_adaptation.py",
     "quality_correlated.py",
     "quality_tta.py",
+    "quality_routing.py",
 )
 
 
