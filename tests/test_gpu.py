@@ -16,8 +16,8 @@ import torch
 import zarr
 
 from napari_wne import denoise
-from napari_wne.engine import cached_engine as _engine
 from napari_wne.backoff import MemoryBackoffWarning
+from napari_wne.engine import cached_engine as _engine
 
 pytestmark = [
     pytest.mark.gpu,
