@@ -21,10 +21,8 @@ parses these strings) as:
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -34,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .backbones import BACKBONES, build_backbone
 from .model_files import CARD_FILE, WEIGHTS_FILE
 from .wne import WNE
@@ -141,22 +140,6 @@ def save_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would: readable by the lab, not 0600
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def is_torchscript(path: str | Path) -> bool:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..modes import OUTPUT_FORMAT
 from .lock import output_lock
 from .ome_zarr import DiskFullError, OmeZarrOutput, OmeZarrWriter
@@ -159,7 +159,7 @@ def write_tiff(path: Path, source: Any, plan: OutputPlan, format: str) -> None:
             partial, planes, shape=shape, dtype=plan.dtype, photometric="minisblack", **options
         )
 
-    _atomic_file(path, write)
+    atomic_write(path, write)
 
 
 def _planes(source: Any, order: list[int], shape: tuple[int, ...]) -> Iterator[np.ndarray]:
@@ -242,19 +242,3 @@ def _creator(plan: OutputPlan) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def _atomic_file(path: Path, write) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(partial, 0o666 & ~umask)  # as a plain open() would, not mkstemp's 0600
-    try:
-        write(partial)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
