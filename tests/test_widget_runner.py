@@ -183,3 +183,23 @@ def denoise_cpu(data, **kwargs):
     from napari_wne import denoise
 
     return denoise(data, axes="YX", device="cpu", verbose=False, **kwargs)
+
+
+def test_auto_is_settled_on_the_layer_for_runs_and_previews(viewer_widget, qtbot):
+    """With the default "auto", the widget decides once per layer, on the plane `denoise`
+    measures, so previews of small crops run the same model as Denoise."""
+    from napari_wne.routing import CORRELATED_NOISE_MODEL, WHITE_NOISE_MODEL
+    from test_routing import capture
+
+    viewer, widget = viewer_widget
+    assert widget.model.value == DEFAULT_MODEL == "auto"
+    smoothed = capture(0.8, seed=3)[:128, :160]
+    viewer.add_image(smoothed, name="smoothed")
+    assert widget._settings()["model"] == CORRELATED_NOISE_MODEL
+    run(widget, qtbot)
+    result = viewer.layers[-1].data
+    alone = denoise_cpu(smoothed, model=CORRELATED_NOISE_MODEL, precision=widget.precision.value)
+    np.testing.assert_allclose(result, alone, atol=1e-4)
+    viewer.add_image(capture(None, seed=3)[:128, :160], name="white")
+    widget.image.value = viewer.layers["white"]
+    assert widget._settings()["model"] == WHITE_NOISE_MODEL

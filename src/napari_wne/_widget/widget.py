@@ -16,7 +16,9 @@ from magicgui.widgets import Container
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..api import read_region
 from ..models import MODELS, ModelSpec, UntrainedModelWarning, get_model
+from ..routing import choose_model, routing_sample
 from .adapt import AdaptPanel
 from .adapt_job import AdaptTarget
 from .compare import Compare, add_residual
@@ -46,6 +48,7 @@ class DenoiseWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self.viewer = napari_viewer
         self.form = form = SettingsForm()
+        self._routed: tuple[tuple, str] | None = None  # ("auto" settled for a layer, model)
         for name in _FIELDS:  # the fields as attributes, for scripts and tests
             setattr(self, name, getattr(form, name))
         super().__init__(widgets=[*form.top(), *form.bottom()])
@@ -224,7 +227,7 @@ class DenoiseWidget(Container):
         """The `denoise` arguments every run and preview share."""
         sizes = self.form.sizes()
         return {
-            "model": self.model_name,
+            "model": self._settled_model(),
             "device": self.form.device.value,
             "tile": sizes["tile"],
             "halo": sizes["halo"],
@@ -232,6 +235,23 @@ class DenoiseWidget(Container):
             "precision": self.form.precision.value,
             "tta": self.form.tta.value,
         }
+
+    def _settled_model(self) -> str:
+        """The model runs and previews use. "auto" is settled once per layer and axes, on the
+        plane `denoise` itself would measure, so a preview of any crop shows the model that
+        Denoise will run (a crop alone might measure otherwise)."""
+        name, layer = self.model_name, self.form.image.value
+        if layer is None or name not in MODELS or not MODELS[name].routed:
+            return name
+        key = (id(layer.data), self.form.axes.value)
+        if self._routed is None or self._routed[0] != key:
+            try:
+                data = layer_data(layer, self.viewer)
+                plane = read_region(data, routing_sample(self.form.axes.value, data.shape))
+            except (ValueError, TypeError):  # axes being typed: `denoise` settles it itself
+                return name
+            self._routed = (key, choose_model(plane).model)
+        return self._routed[1]
 
     def start(self, *_: Any) -> None:
         """Denoise the chosen layer in a worker thread; the result arrives as a new layer."""
