@@ -94,6 +94,8 @@ def test_ome_tiff_carries_sizes_axes_channels_and_provenance(stack, tmp_path):
     assert provenance["model"] == "unet-wne" and provenance["software"] == "napari-wne"
     assert provenance["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert '"norm": "tile"' in provenance["settings"] and '"halo": 8' in provenance["settings"]
+    assert provenance["precision"] in ("float32", "bfloat16", "float16")  # what it ran in
+    assert '"sha1"' in provenance["input_fingerprint"]  # which input, for later checks
     # the same pixels as the OME-Zarr writer and the in-memory result
     in_memory = denoise(stack, axes="CZYX", instances="planes", block=24, **SMALL)
     np.testing.assert_array_equal(tifffile.imread(result.path), in_memory)

@@ -99,7 +99,14 @@ class DiskRun:
             "weights_sha256": file_sha256(weights) if weights is not None else None,
             "settings": self.record(),
             "device": str(self.engine.device),
+            "precision": self.engine.precision,
+            "input_fingerprint": self._fingerprint,
         }
+
+    @functools.cached_property
+    def _fingerprint(self) -> dict[str, Any] | None:
+        """The input's size, time and sampled digest (`writers.fingerprint`), read once."""
+        return input_fingerprint(self.source.path, self.source.array)
 
     def plan(self) -> OutputPlan:
         axes, out_axes = self.layout.axes, self.out_axes
@@ -110,7 +117,7 @@ class DiskRun:
             block=dict(zip(self.layout.spatial_axes, self.block_shape, strict=True)),
             blocks=tuple(b.key for b in self.blocks),
             record=self.record(),
-            fingerprint=input_fingerprint(self.source.path, self.source.array),
+            fingerprint=self._fingerprint,
             name=self.source.name,
             scale=dict(self.source.scale),
             units=dict(self.source.units),
