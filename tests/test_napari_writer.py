@@ -127,3 +127,15 @@ def test_the_viewer_saves_through_the_plugin_and_lists_the_menu_entry(tmp_path, 
         viewer.close()
     back, back_meta = _read(tmp_path / "v.ome.zarr")
     assert np.array_equal(back, plane) and back_meta["scale"] == (0.3, 0.3)
+
+
+def test_a_tiff_layer_can_be_saved_over_the_file_it_reads_from(tmp_path, rng):
+    plane = rng.integers(0, 4000, (30, 20), dtype=np.uint16)
+    path = tmp_path / "again.ome.tif"
+    write_image(str(path), *_layer(plane, scale=(0.5, 0.5), units=("um", "um"))[:2])
+    lazy, meta, _ = get_reader(str(path))(str(path))[0]  # reads the file while it is replaced
+    data, meta, _ = _layer(lazy, **{k: meta[k] for k in ("scale", "units", "axis_labels")})
+    write_image(str(path), data, meta)
+    back, back_meta = _read(path)
+    assert np.array_equal(back, plane) and back_meta["scale"] == (0.5, 0.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.ome.tif"]  # no leftovers
