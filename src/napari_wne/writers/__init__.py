@@ -7,6 +7,7 @@
 - `plan`: `OutputPlan`, what a writer needs to know before the first block;
 - `ome_zarr`: the OME-Zarr store written block by block, complete only at the end;
 - `tiff`: TIFFs streamed plane by plane from a resumable staging store;
+- `image`: `save_image`, an already computed image (a napari layer) through the same writers;
 - `paths`: which output paths are accepted and which folders are ours to replace;
 - `lock`: one writer per output;
 - `fingerprint`: what the input looked like, so `resume` notices it changed;
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .fingerprint import input_fingerprint
+from .image import save_image
 from .lock import OutputInUseError, StaleLockWarning, output_lock
 from .ome_zarr import (
     DiskFullError,
@@ -63,6 +65,7 @@ __all__ = [
     "output_lock",
     "owner",
     "remove_ours",
+    "save_image",
     "save_tiff",
     "writer_for",
 ]
