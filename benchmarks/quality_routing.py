@@ -34,6 +34,7 @@ from napari_wne import denoise
 from napari_wne.camera import simulate_camera
 from napari_wne.datasets import normalize_intensity
 from napari_wne.metrics import scores
+from napari_wne.noise_stats import autocorrelation
 from napari_wne.routing import CORRELATED_NOISE_MODEL, WHITE_NOISE_MODEL, choose_model
 
 SIGMAS = (None, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -52,8 +53,8 @@ def noisy_copy(clean: np.ndarray, sigma: float | None, seed: int) -> tuple[np.nd
 
 
 def lag1(noise: np.ndarray) -> float:
-    e = noise - noise.mean()
-    return float((e[:, :-1] * e[:, 1:]).mean() / e.var())
+    """The noise's correlation with its neighbour along X."""
+    return float(autocorrelation(noise, (1,))[-1, 0])
 
 
 def sweep(white: str, correlated: str, images: int) -> list[str]:

@@ -33,7 +33,7 @@ from .modes import (
 from .normalization import global_statistics_apply
 from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks, write_block
 from .precision import Precision
-from .routing import choose_model, routing_sample
+from .routing import ModelChoice, choose_model, routing_sample
 from .sources import open_source
 from .writers import (
     DenoisedImage,
@@ -46,6 +46,7 @@ __all__ = [
     "DenoisedImage",
     "Instances",
     "OutputDtype",
+    "choose_model_for",
     "denoise",
     "difference",
     "lazy_view",
@@ -218,7 +219,7 @@ def denoise(
     layout = parse_axes(source.axes, source.shape)
     routed = ""
     if spec.routed:  # "auto": the image's noise picks the model (napari_wne.routing)
-        choice = choose_model(np.asarray(source.array[routing_sample(layout.axes, source.shape)]))
+        choice = choose_model(source.read(routing_sample(layout.axes, source.shape)))
         spec, routed = get_model(choice.model), f" (chosen by {model}: {choice.reason})"
     INSTANCES.check(instances)
     by_plane = instances == "planes" or (instances == "auto" and 3 not in spec.dims)
@@ -313,6 +314,12 @@ def _check_dtype(dtype: np.dtype) -> None:
     raise TypeError(
         f"cannot denoise a {what} image (dtype {dtype}); pass integer or float intensities"
     )
+
+
+def choose_model_for(image: Any, axes: str) -> ModelChoice:
+    """What ``model="auto"`` runs on `image` (axes as letters of "TCZYX"): measured on the
+    plane `denoise` itself measures, so a GUI settles it once for every crop it previews."""
+    return choose_model(read_region(image, routing_sample(axes, np.shape(image))))
 
 
 def read_region(image: Any, index: tuple) -> np.ndarray:

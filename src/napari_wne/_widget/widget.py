@@ -16,9 +16,8 @@ from magicgui.widgets import Container
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..api import read_region
+from ..api import choose_model_for
 from ..models import MODELS, ModelSpec, UntrainedModelWarning, get_model
-from ..routing import choose_model, routing_sample
 from .adapt import AdaptPanel
 from .adapt_job import AdaptTarget
 from .compare import Compare, add_residual
@@ -246,11 +245,10 @@ class DenoiseWidget(Container):
         key = (id(layer.data), self.form.axes.value)
         if self._routed is None or self._routed[0] != key:
             try:
-                data = layer_data(layer, self.viewer)
-                plane = read_region(data, routing_sample(self.form.axes.value, data.shape))
+                choice = choose_model_for(layer_data(layer, self.viewer), self.form.axes.value)
             except (ValueError, TypeError):  # axes being typed: `denoise` settles it itself
                 return name
-            self._routed = (key, choose_model(plane).model)
+            self._routed = (key, choice.model)
         return self._routed[1]
 
     def start(self, *_: Any) -> None:
