@@ -32,3 +32,18 @@ def test_phantoms_are_float32_in_unit_range_and_not_flat(shape):
 def test_every_structure_draws_something(kind):
     part = PHANTOM_KINDS[kind]((64, 64), np.random.default_rng(1))
     assert part.max() > 0 and (part > 0.1 * part.max()).mean() < 0.9
+
+
+def test_3d_phantoms_can_be_blurred_more_along_z_as_a_microscope_does():
+    def roughness_y_over_z(volume):  # mean squared step along Y over that along Z
+        return np.mean(np.diff(volume, axis=1) ** 2) / np.mean(np.diff(volume, axis=0) ** 2)
+
+    isotropic = phantom_set(6, (24, 48, 48), seed=3)
+    axial = phantom_set(6, (24, 48, 48), seed=3, axial_ratio=(3.0, 3.0))
+    assert np.median([roughness_y_over_z(v) for v in isotropic]) < 2
+    assert all(roughness_y_over_z(v) > 2 for v in axial)
+
+
+def test_an_axial_ratio_needs_a_3d_phantom():
+    with pytest.raises(ValueError, match="3-D phantoms only"):
+        fluorescence_phantom((32, 32), np.random.default_rng(0), axial_ratio=(2.0, 3.0))

@@ -102,16 +102,31 @@ PHANTOM_KINDS: dict[str, Callable[[Sequence[int], np.random.Generator], np.ndarr
 """The structures a phantom is built from; a phantom mixes one to three of them."""
 
 
-def fluorescence_phantom(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """One clean phantom (2-D or 3-D), float32 in [0, 1]: structures, PSF blur, background."""
+def fluorescence_phantom(
+    shape: Sequence[int],
+    rng: np.random.Generator,
+    axial_ratio: tuple[float, float] = (1.0, 1.0),
+) -> np.ndarray:
+    """One clean phantom (2-D or 3-D), float32 in [0, 1]: structures, PSF blur, background.
+
+    `axial_ratio`: for 3-D phantoms, the PSF's Z sigma is the lateral one times a ratio
+    drawn from this range, since a microscope resolves Z two to four times worse than Y and
+    X. The default (isotropic) draws nothing, so the default phantoms never change.
+    """
     shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 and tuple(axial_ratio) != (1.0, 1.0):
+        raise ValueError(f"axial_ratio applies to 3-D phantoms only, not shape {shape}")
     names = list(PHANTOM_KINDS)
     chosen = rng.choice(names, size=int(rng.integers(1, 4)), replace=False)
     image = np.zeros(shape)
     for name in chosen:
         part = PHANTOM_KINDS[str(name)](shape, rng)
         image += part / (part.max() or 1.0) * _log_uniform(rng, 0.2, 1.0)
-    image = gaussian_filter(image, rng.uniform(0.5, 2.5))
+    lateral = rng.uniform(0.5, 2.5)
+    if tuple(axial_ratio) == (1.0, 1.0):
+        image = gaussian_filter(image, lateral)
+    else:
+        image = gaussian_filter(image, (lateral * rng.uniform(*axial_ratio), lateral, lateral))
     if rng.random() < 0.5:  # a slanted, uneven illumination
         image *= 1 - rng.uniform(0, 0.6) * _smooth_field(shape, max(shape) / 4, rng)
     image /= np.percentile(image, 99.9) or 1.0
@@ -121,7 +136,12 @@ def fluorescence_phantom(shape: Sequence[int], rng: np.random.Generator) -> np.n
     return np.clip(image / image.max(), 0, 1).astype(np.float32)
 
 
-def phantom_set(count: int, shape: Sequence[int], seed: int = 0) -> list[np.ndarray]:
+def phantom_set(
+    count: int,
+    shape: Sequence[int],
+    seed: int = 0,
+    axial_ratio: tuple[float, float] = (1.0, 1.0),
+) -> list[np.ndarray]:
     """`count` phantoms from one seed: the same list on every call (resumable training)."""
     rng = np.random.default_rng(seed)
-    return [fluorescence_phantom(shape, rng) for _ in range(count)]
+    return [fluorescence_phantom(shape, rng, axial_ratio) for _ in range(count)]

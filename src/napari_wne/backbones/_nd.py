@@ -7,7 +7,7 @@ interval algebra that derives receptive fields from an architecture instead of g
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,14 +61,22 @@ def conv(
     spatial_dims: int,
     in_channels: int,
     out_channels: int,
-    kernel_size: int = 3,
+    kernel_size: int | tuple[int, ...] = 3,
     *,
-    stride: int = 1,
+    stride: int | tuple[int, ...] = 1,
     groups: int = 1,
     bias: bool = True,
 ) -> nn.Module:
-    """Convolution; stride 1 keeps the size ("same" zero padding), stride s divides it by s."""
-    padding = kernel_size // 2 if stride == 1 else 0
+    """Convolution; stride 1 keeps the size ("same" zero padding), stride s divides it by s.
+
+    Sizes and strides may differ per axis (a 3-D network that leaves Z alone uses 1 there).
+    """
+    if stride == 1:
+        padding: int | tuple[int, ...] = (
+            kernel_size // 2 if isinstance(kernel_size, int) else tuple(k // 2 for k in kernel_size)
+        )
+    else:
+        padding = 0
     return _CONV[check_spatial_dims(spatial_dims)](
         in_channels,
         out_channels,
@@ -81,9 +89,15 @@ def conv(
 
 
 def conv_transpose(
-    spatial_dims: int, in_channels: int, out_channels: int, factor: int = 2, *, bias: bool = True
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    factor: int | tuple[int, ...] = 2,
+    *,
+    bias: bool = True,
 ) -> nn.Module:
-    """Transposed convolution with kernel = stride = `factor`: multiplies the size exactly."""
+    """Transposed convolution with kernel = stride = `factor` (one, or one per axis):
+    multiplies the size exactly."""
     return _CONV_T[check_spatial_dims(spatial_dims)](
         in_channels, out_channels, factor, stride=factor, bias=bias
     )
@@ -118,19 +132,26 @@ def pad_same(x: torch.Tensor, amount: int, mode: str = "reflect") -> torch.Tenso
 
 
 def pad_to_multiple(
-    x: torch.Tensor, multiple: int, mode: str = "reflect"
+    x: torch.Tensor, multiple: int | Sequence[int], mode: str = "reflect"
 ) -> tuple[torch.Tensor, tuple[slice, ...]]:
-    """Pad the spatial dims at their far end up to a multiple of `multiple`.
+    """Pad the spatial dims at their far end up to a multiple of `multiple` (one per axis,
+    or one for all: a network that never downsamples Z needs no padding along it).
 
     Downsampling networks need sizes divisible by their total stride; padding (and cropping
     back with the returned slices) lets them take any tile the tiler hands over. Padding
     only at the end keeps the downsampling grid anchored at voxel 0, so a tile that starts
     on a multiple of the stride sees the same grid as the whole image would.
     """
-    if multiple <= 1:
+    spatial_sizes = x.shape[2:]
+    multiples = (
+        [int(multiple)] * len(spatial_sizes) if isinstance(multiple, int) else list(multiple)
+    )
+    if len(multiples) != len(spatial_sizes):
+        raise ValueError(f"{len(multiples)} multiples for {len(spatial_sizes)} spatial axes")
+    if max(multiples) <= 1:
         return x, (slice(None),) * x.ndim
     befores = [0] * (x.ndim - 2)
-    afters = [-size % multiple for size in x.shape[2:]]
+    afters = [-size % m for size, m in zip(spatial_sizes, multiples, strict=True)]
     spatial = (slice(b, b + s) for b, s in zip(befores, x.shape[2:], strict=True))
     window = (slice(None), slice(None), *spatial)
     if not any(befores) and not any(afters):

@@ -55,7 +55,7 @@ class ResUNet(nn.Module):
     Parameters
     ----------
     spatial_dims:
-        2 for images, 3 for volumes (every axis, z included, is downsampled).
+        2 for images, 3 for volumes.
     channels:
         Image channels in and out.
     widths:
@@ -66,6 +66,11 @@ class ResUNet(nn.Module):
         coarsest scale).
     residual:
         Add the input to the output, so the network learns the (small) correction.
+    downsample_z:
+        3-D only: halve Z at each scale as well (default), or keep every plane at every
+        scale. Z-stacks are often few planes deep and sampled more coarsely than Y and X;
+        a network that never resamples Z can also start as an exact plane-by-plane copy of
+        a 2-D one (`napari_wne.inflation`).
     """
 
     def __init__(
@@ -76,9 +81,12 @@ class ResUNet(nn.Module):
         widths: tuple[int, ...] = DEFAULT_WIDTHS,
         blocks: int = DEFAULT_BLOCKS,
         residual: bool = True,
+        downsample_z: bool = True,
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
+        if not downsample_z and spatial_dims != 3:
+            raise ValueError("downsample_z=False needs a 3-D network (spatial_dims=3)")
         widths = tuple(int(w) for w in widths)
         if not widths:
             raise ValueError("widths must name at least one scale")
@@ -87,12 +95,13 @@ class ResUNet(nn.Module):
         sd = spatial_dims
         self.head = conv(sd, channels, widths[0], bias=False)
         self.encoders = nn.ModuleList(_stage(sd, w, blocks) for w in widths[:-1])
+        factor = 2 if downsample_z else (1, 2, 2)
         self.downs = nn.ModuleList(
-            conv(sd, w, w_next, 2, stride=2, bias=False) for w, w_next in pairwise(widths)
+            conv(sd, w, w_next, factor, stride=factor, bias=False) for w, w_next in pairwise(widths)
         )
         self.body = _stage(sd, widths[-1], blocks)
         self.ups = nn.ModuleList(
-            conv_transpose(sd, w_next, w, bias=False) for w, w_next in pairwise(widths)
+            conv_transpose(sd, w_next, w, factor, bias=False) for w, w_next in pairwise(widths)
         )
         self.decoders = nn.ModuleList(_stage(sd, w, blocks) for w in widths[:-1])
         self.tail = conv(sd, widths[0], channels, bias=False)
@@ -100,9 +109,13 @@ class ResUNet(nn.Module):
         self.widths = widths
         self.blocks = blocks
         self.residual = residual
+        self.downsample_z = downsample_z
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        x_in, window = pad_to_multiple(y, 2 ** (len(self.widths) - 1))
+        multiple = 2 ** (len(self.widths) - 1)
+        x_in, window = pad_to_multiple(
+            y, multiple if self.downsample_z else (1, multiple, multiple)
+        )
         x = self.head(x_in)
         skips = []
         for encoder, down in zip(self.encoders, self.downs, strict=True):
@@ -143,5 +156,5 @@ class ResUNet(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"spatial_dims={self.spatial_dims}, widths={self.widths}, blocks={self.blocks}, "
-            f"residual={self.residual}"
+            f"residual={self.residual}" + ("" if self.downsample_z else ", downsample_z=False")
         )
