@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -37,6 +38,8 @@ from napari_wne.model_io import CARD_FILE, WEIGHTS_FILE  # noqa: E402
 def measured_scores(run: Path) -> dict[str, dict[str, float]]:
     """Mean PSNR/SSIM of the model and of the noisy input on each set of real pairs."""
     found: dict[str, list[tuple[tuple, tuple]]] = {}
+    if json.loads((run / CARD_FILE).read_text())["spatial_dims"] == 3:
+        return _summary(volume_scores(run))
     for name, noisy, clean in microscopy_pairs():
         if name == VALIDATION_PAIR:
             continue
@@ -48,6 +51,22 @@ def measured_scores(run: Path) -> dict[str, dict[str, float]]:
         found.setdefault(f"correlated_{level}", []).append(
             (scores(result, clean), scores(noisy, clean))
         )
+    return _summary(found)
+
+
+def volume_scores(run: Path) -> dict[str, list[tuple[tuple, tuple]]]:
+    """A 3-D model on the held-out volumes of `benchmarks/quality_3d.py`, in 3-D."""
+    from quality_3d import volumes
+
+    found: dict[str, list[tuple[tuple, tuple]]] = {}
+    for name, level, noisy, clean in volumes(quick=False):
+        result = denoise(noisy, str(run), axes="ZYX", device="cpu", verbose=False)
+        group = f"{name.replace(' ', '_').replace('-', '')}_{level}"
+        found.setdefault(group, []).append((scores(result, clean), scores(noisy, clean)))
+    return found
+
+
+def _summary(found: dict[str, list[tuple[tuple, tuple]]]) -> dict[str, dict[str, float]]:
     return {
         group: {
             "images": len(pairs),
@@ -171,6 +190,16 @@ def write_cards() -> None:
                   report=DOCS / "models.md")  # fmt: skip
 
 
+def init_lineage(init: Path) -> list[dict]:
+    """`lineage`, also for a shipped 2-D model inflated to 3-D by scripts/train_3d.py."""
+    inflated = re.fullmatch(r"init-(.+)-3d\.safetensors", init.name)
+    if inflated is None:
+        return lineage(init)
+    chain = lineage(ROOT / "src" / "napari_wne" / "weights" / inflated[1] / WEIGHTS_FILE)
+    chain[0]["model"] += ", inflated to 3-D plane by plane (napari_wne.inflation)"
+    return chain
+
+
 def lineage(start: Path) -> list[dict]:
     """The runs a fine-tuned model started from, newest first, down to one trained from
     scratch: what each trained on, for how long, so the card states the whole budget."""
@@ -217,15 +246,20 @@ def main() -> None:
         noise=card["config"]["noise"],
         scores={
             "how": "benchmarks/quality_microscopy.py rules: gain fit of napari_wne.metrics, "
-            f"whole images, pair {VALIDATION_PAIR} (validation) left out",
+            f"whole images, pair {VALIDATION_PAIR} (validation) left out"
+            if card["spatial_dims"] == 2
+            else "benchmarks/quality_3d.py volumes (never trained on), denoised in 3-D, gain "
+            "fit of napari_wne.metrics",
             **measured_scores(args.run),
         },
     )
     card["config"]["output_dir"] = f"runs/{spec.name}"
-    if card["noise"]["kind"] == "camera":  # scripts/train_campaign.py validates on two pairs
+    if card["spatial_dims"] == 3:  # scripts/train_3d.py
+        card["validation"] = "two 3-D phantoms from seed 1, Poisson-Gaussian noise"
+    elif card["noise"]["kind"] == "camera":  # scripts/train_campaign.py: two pairs
         card["validation"] = "W2S pair 010_0, and its clean image with correlated noise"
     if card["config"].get("init_weights"):  # a path on the training machine: name its model
-        card["lineage"] = lineage(Path(card["config"]["init_weights"]))
+        card["lineage"] = init_lineage(Path(card["config"]["init_weights"]))
         card["config"]["init_weights"] = card["fine_tuned_from"] = card["lineage"][0]["model"]
         card["total_steps"] = card["steps"] + sum(s["steps"] for s in card["lineage"])
         card["total_wall_time_s"] = round(

@@ -1,13 +1,13 @@
 """The 3-D campaign: a volumetric UNet-WNE, started as an exact plane-by-plane copy of the
 2-D `unet-wne` (`napari_wne.inflation`) and fine-tuned on 3-D camera noise.
 
-    python scripts/train_3d.py runs/unet-wne-3d --steps 4000 --threads 1
+    python scripts/train_3d.py runs/unet-wne-3d --steps 1600 --threads 1
 
 Rerunning the same command resumes from the run's checkpoint. The split (docs/training.md):
 
 - **train**: 3-D fluorescence phantoms only (`napari_wne.phantoms`, seed 0, with an
-  axial PSF 1.5 to 4 times the lateral one), under the camera noise model with white
-  (uncorrelated) noise;
+  axial PSF 1.5 to 4 times the lateral one), with the noise mix the 2-D model trained on
+  (Gaussian, or Poisson-Gaussian; `--noise camera`: the camera model, white);
 - **validation** (model selection): phantoms from another seed (1) with Poisson-Gaussian
   noise;
 - **test** (never seen by this run): cells3d's `nuclei.tif` (source of the bundled 3-D
@@ -67,9 +67,14 @@ def inflated_init(run: Path, model: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", type=Path)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument(
+        "--noise", choices=("mixed", "camera"), default="mixed",
+        help="mixed: the Gaussian / Poisson-Gaussian mix the 2-D model trained on; camera: "
+        "the camera model with white noise",
+    )  # fmt: skip
     parser.add_argument("--init", default="unet-wne", help="2-D shipped model to inflate")
     parser.add_argument("--patch", type=int, nargs=3, default=(12, 48, 48))
     parser.add_argument("--batch", type=int, default=4)
@@ -89,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch,
         steps=args.steps,
         lr=args.lr,
-        lr_min=1e-5,
+        lr_min=args.lr / 10,
         seed=0,
-        noise=NoiseConfig(kind="camera", camera=CameraNoise(p_correlated=0.0)),
+        noise=NoiseConfig(kind="camera", camera=CameraNoise(p_correlated=0.0))
+        if args.noise == "camera"
+        else NoiseConfig(),
         checkpoint_every=250,
         validate_every=250,
         threads=args.threads,

@@ -50,3 +50,12 @@ def test_compute_refuses_nan_with_counts():
     box, tiles = engine.plan(block)
     with pytest.raises(ValueError, match="1 NaN and 1 infinite"):
         engine.compute(data, box, tiles, block.region)
+
+
+def test_automatic_tiles_grow_to_fit_a_wide_halo_but_a_chosen_tile_is_kept():
+    layout = parse_axes("ZYX", (70, 24, 24))
+    engine = Engine("ne-dncnn", layout, (70, 24, 24), torch.device("cpu"), TileSettings(halo=32))
+    assert engine.grid.tile_shape[0] == 70  # the default 48 planes cannot hold 2 x 32 + 16
+    with pytest.raises(ValueError, match="at least 104"):
+        Engine("ne-dncnn", layout, (70, 24, 24), torch.device("cpu"),
+               TileSettings(tile=(48, 24, 24), halo=32))  # fmt: skip

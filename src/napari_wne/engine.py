@@ -24,7 +24,7 @@ from .models import get_model, load_model
 from .modes import NORM, Norm
 from .normalization import check_finite, takes_statistics
 from .precision import Precision, resolve_precision, with_precision
-from .tiling import Tile, TileGrid
+from .tiling import Tile, TileGrid, smallest_tile
 from .tta import with_tta
 from .wne import WNE
 
@@ -43,7 +43,8 @@ class TileSettings:
     """How instances are cut into tiles and normalized."""
 
     tile: int | tuple[int, ...] | None = None
-    """Largest tile side (or one per spatial axis); default 1280 in 2D, (48, 128, 128) in 3D.
+    """Largest tile side (or one per spatial axis); default 1280 in 2D, (48, 128, 128) in 3D,
+    each side grown where the halo needs more (`napari_wne.tiling.smallest_tile`).
     Large 2D tiles keep the halo's cost low for networks that see far (the shipped UNet's
     measured radius is about 70 px: 512-px tiles would compute twice the voxels)."""
     halo: int | None = None
@@ -135,6 +136,8 @@ class Engine:
             halo = default_halo(model, layout.spatial_dims)
         self.halo = int(halo)
         tile = settings.tile_shape(layout.spatial_dims)
+        if settings.tile is None:  # automatic tiles grow to fit a wide halo (deep 3-D nets)
+            tile = tuple(max(t, smallest_tile(self.halo, settings.blend)) for t in tile)
         limit = get_model(model).max_tile  # a zoo package of one fixed size
         if limit is not None:
             tile = tuple(min(t, m) for t, m in zip(tile, limit, strict=True))

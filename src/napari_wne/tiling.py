@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AxisTiling", "Tile", "TileGrid"]
+__all__ = ["AxisTiling", "Tile", "TileGrid", "smallest_tile"]
+
+
+def smallest_tile(margin: int, blend: int, multiple: int = 8) -> int:
+    """The smallest tile that still advances past its overlap on an axis that needs
+    several tiles: both margins, the blend, and one step of the grid."""
+    return 2 * margin + blend + max(multiple, blend) + multiple
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class AxisTiling:
             raise ValueError(
                 f"tile {self.tile} is too small for a halo of {self.margin} and a blend of "
                 f"{self.blend} (overlap {self.overlap}): use a tile of at least "
-                f"{self.overlap + max(self.multiple, self.blend) + self.multiple} "
+                f"{smallest_tile(self.margin, self.blend, self.multiple)} "
                 "or a smaller overlap"
             )
 
