@@ -131,16 +131,31 @@ def test_a_version_0_1_store_resumes_where_it_stopped(image, expected, tmp_path)
     done = {p.name for p in (out / LEGACY_STATE_DIR / "blocks").iterdir()}
     _run(image, out, resume=True)
     np.testing.assert_array_equal(_pixels(out), expected)
-    assert done and not (out / LEGACY_STATE_DIR / "blocks").exists()
+    assert done and sorted(p.name for p in out.iterdir()) == ["0", "zarr.json"]  # now clean
     assert not (tmp_path / ".old.ome.zarr.napari-wne").exists()  # nothing new beside it
     _run(image, out, resume=True)  # finished: recognised and kept
 
 
-def test_a_finished_version_0_1_store_is_replaced_by_a_clean_one(image, expected, tmp_path):
+def test_a_finished_version_0_1_store_is_kept_or_replaced_by_a_clean_one(image, expected, tmp_path):
     out = tmp_path / "old.ome.zarr"
-    _unfinished(image, out)
-    _as_version_0_1(out)
-    _run(image, out, resume=True)
+    _run(image, out)
+    info = json.loads((out / "zarr.json").read_text())  # as 0.1 finished it: the settings
+    ours = info["attributes"]["napari_wne"]  # in its folder inside, no fingerprint outside
+    fingerprint = ours.pop("input_fingerprint")
+    (out / "zarr.json").write_text(json.dumps(info))
+    legacy = out / LEGACY_STATE_DIR
+    legacy.mkdir()
+    settings = {k: v for k, v in ours.items() if k not in ("complete", "provenance")}
+    (legacy / "run.json").write_text(json.dumps({**settings, "norm": "global"}))
+    (legacy / "input.json").write_text(json.dumps(fingerprint))
+    (legacy / "created").write_text("")
+    assert owner(out) == "ours"
+    with pytest.raises(ValueError, match=r"other settings \(norm\)"):  # its run.json decides
+        _run(image, out, resume=True)
+    (legacy / "run.json").write_text(json.dumps(settings))
+    before = (out / "zarr.json").read_bytes()
+    _run(image, out, resume=True)  # the same run, finished: kept as it is
+    assert (out / "zarr.json").read_bytes() == before and (legacy / "run.json").is_file()
     with pytest.raises(FileExistsError, match="overwrite"):
         _run(image, out)
     _run(image, out, overwrite=True)

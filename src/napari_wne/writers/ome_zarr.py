@@ -5,24 +5,21 @@
 which cluster workers write into.
 
 Layout: ``<output>/zarr.json`` (the group) and ``<output>/0`` (the array, axes in OME
-order T, C, Z, Y, X): a plain OME-Zarr, nothing else. While a run is unfinished its
-bookkeeping lives beside the store, in ``.<output name>.napari-wne/`` (the run's settings,
-the input's fingerprint, a marker that the store was fully created with the run's start
-time, one marker file per finished block; `napari_wne.writers.paths.state_dir`), so
-napari's readers never meet a folder they do not know. The group carries its OME
-``multiscales`` metadata (`napari_wne.writers.ome_metadata`) only once every block has its
-marker on disk, so a crashed or cancelled run never looks like a finished image; `resume`
-finishes it from the markers. Markers, not chunk existence, say what is done, because
+order T, C, Z, Y, X): a plain OME-Zarr. While a run is unfinished its bookkeeping lives
+beside it, in ``.<output name>.napari-wne/`` (`napari_wne.writers.paths.state_dir`: the
+settings, the input's fingerprint, a marker that the store was fully created holding the
+run's start, one marker per finished block), so napari's readers meet nothing unknown.
+The OME metadata (`napari_wne.writers.ome_metadata`) is written only once every block has
+its marker on disk, so a crashed or cancelled run never looks like a finished image;
+`resume` finishes it from the markers. Markers, not chunk existence, say what is done:
 zarr 3 does not store a chunk equal to the fill value.
 
-The bookkeeping folder is created first and removed last, so a store killed at any moment
-of its creation or replacement is still recognised as ours: `resume` recreates it, and
-`overwrite` may delete it. A finished store needs no bookkeeping: its own ``napari_wne``
-attributes say it is ours and complete and hold the settings and input fingerprint a
-later resume compares, so the folder is removed once they are written, and the result can
-be moved or copied alone. Nothing else is ever deleted (see `napari_wne.writers.paths`).
-A store written by napari-wne 0.1, with its bookkeeping inside (``<output>/.napari-wne``),
-is still resumed and replaced.
+The bookkeeping is created first and removed last, so a store killed at any moment of its
+creation or replacement is still recognised as ours (`resume` recreates it, `overwrite`
+may delete it). A finished store's own ``napari_wne`` attributes say it is ours and hold
+the settings and input fingerprint a resume compares, so its bookkeeping is removed and
+it can be moved alone. Nothing else is ever deleted (see `napari_wne.writers.paths`).
+A napari-wne 0.1 store, bookkeeping inside (``<output>/.napari-wne``), still resumes.
 """
 
 from __future__ import annotations
@@ -175,10 +172,14 @@ class OmeZarrOutput:
             )
         remove_state(state)
 
-    def _tidy(self) -> None:
-        """Drop the bookkeeping a finished store no longer needs (see the module's doc)."""
+    def _tidy(self, *, finalized: bool = False) -> None:
+        """Drop the bookkeeping a finished store no longer needs (see the module's doc).
+
+        A 0.1 store finished by 0.1 keeps its folder but the markers: its attributes lack
+        the input fingerprint a resume compares. One `finalize` wrote has everything.
+        """
         state = self.state
-        if state.parent == self.path:  # a 0.1 store: its settings stay where it reads them
+        if state.parent == self.path and not finalized:
             shutil.rmtree(state / "blocks", ignore_errors=True)
         elif is_our_state(state):
             remove_state(state)
@@ -322,7 +323,7 @@ class OmeZarrOutput:
         group = zarr.open_group(str(self.path), mode="r+")
         group.attrs.update({"ome": ome, "napari_wne": {"complete": True, **info}})
         hook("finalize.attrs")
-        self._tidy()
+        self._tidy(finalized=True)
 
 
 class OmeZarrWriter:
