@@ -110,6 +110,11 @@ def test_owner_needs_our_files_and_a_sign_that_they_are_ours(image, tmp_path):
     out = tmp_path / "out.ome.zarr"
     _run(image, out)
     assert owner(out) == "ours"
+    (out / "labels").mkdir()  # a user's segmentation added to our finished output
+    assert owner(out) == "foreign"
+    with pytest.raises(FileExistsError, match=r"did not write \(labels\)"):
+        _run(image, out, overwrite=True)
+    (out / "labels").rmdir()
     info = json.loads((out / "zarr.json").read_text())
     info["attributes"]["napari_wne"]["complete"] = False  # not finished, and no bookkeeping
     (out / "zarr.json").write_text(json.dumps(info))

@@ -37,6 +37,7 @@ LEGACY_STATE_DIR = ".napari-wne"
 """Where napari-wne 0.1 kept a run's bookkeeping: inside the store. Still read, so those
 stores are still recognised, resumed and replaced; never created any more."""
 
+_STORE_ENTRIES = {"zarr.json", "0", LEGACY_STATE_DIR}
 _STATE_ENTRIES = {"run.json", "input.json", "created", "blocks"}
 _ZARR_LEFTOVER = re.compile(r"zarr\.[0-9a-f]{32}\.partial")  # zarr's own atomic-write temp
 _PARTIAL = re.compile(r"\..+\.partial")  # our own atomic-write temp (ome_zarr._write_atomic)
@@ -185,13 +186,9 @@ def remove_ours(path: Path) -> None:
 
 
 def _is_store_entry(name: str) -> bool:
-    """An entry one of our stores may hold: its group metadata, its arrays (levels named
-    by number), a 0.1 store's bookkeeping folder, or zarr's own atomic-write leftover."""
-    return (
-        name in ("zarr.json", LEGACY_STATE_DIR)
-        or name.isdigit()
-        or bool(_ZARR_LEFTOVER.fullmatch(name))
-    )
+    """An entry one of our stores may hold: its group metadata, its array, a 0.1 store's
+    bookkeeping folder, or zarr's own atomic-write leftover."""
+    return name in _STORE_ENTRIES or bool(_ZARR_LEFTOVER.fullmatch(name))
 
 
 def _says_finished(path: Path) -> bool:
