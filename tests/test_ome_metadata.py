@@ -179,6 +179,12 @@ def test_ome_zarr_channel_names_reach_both_outputs(tmp_path):
     for channel, plane in zip(omero["channels"], pixels, strict=True):
         window = channel["window"]  # a sample of the result's own range, for display
         assert plane.min() <= window["start"] < window["end"] <= plane.max()
+    from napari_ome_zarr._reader import napari_get_reader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (layer,) = napari_get_reader(str(zarr_out))(str(zarr_out))
+    assert [name.split(": ")[-1] for name in layer[1]["name"]] == ["DAPI", "GFP"]
     tiff_out = denoise(source, output=tmp_path / "out.ome.tif", **SMALL).path
     with tifffile.TiffFile(tiff_out) as tif:
         pixels_meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
