@@ -69,6 +69,8 @@ def ome_attributes(
     ]
     omero = None
     if channels is not None:
+        if windows is None or len(windows) != len(channels):
+            raise ValueError("ome_attributes: give one display window per channel name")
         omero = _omero(v05, list(channels), windows)
     image = v05.Image(
         multiscales=[v05.Multiscale(name=name, axes=ome_axes, datasets=datasets)], omero=omero
@@ -76,11 +78,11 @@ def ome_attributes(
     return image.model_dump(mode="json", exclude_none=True)
 
 
-def _omero(v05: Any, channels: list[str], windows: Sequence | None) -> Any:
+def _omero(v05: Any, channels: list[str], windows: Sequence) -> Any:
     palette = COLOURS if len(channels) == 1 else MULTI_COLOURS
     entries = []
     for index, label in enumerate(channels):
-        start, end, low, high = windows[index] if windows else (0.0, 1.0, 0.0, 1.0)
+        start, end, low, high = windows[index]
         entries.append(
             v05.OmeroChannel(
                 label=label,
