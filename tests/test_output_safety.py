@@ -26,6 +26,7 @@ from napari_wne.cli import main
 from napari_wne.pipeline import Cancelled
 from napari_wne.writers import OmeZarrOutput, StaleLockWarning, default_output_name
 from napari_wne.writers.lock import lock_path
+from napari_wne.writers.paths import state_dir
 
 SMALL = {"model": "unet-wne", "device": "cpu", "tile": 64, "halo": 8, "verbose": False}
 CLI = ["--model", "unet-wne", "--device", "cpu", "--tile", "64", "--overlap", "8"]
@@ -126,7 +127,8 @@ def test_overwrite_replaces_our_own_store(tmp_path):
         result = denoise(image, output=store, overwrite=True, **SMALL)
         np.testing.assert_array_equal(result.to_dask().compute(), denoise(image, **SMALL))
         assert zarr.open_group(str(store), mode="r").attrs["napari_wne"]["norm"] == "tile"
-        assert sorted(p.name for p in store.iterdir()) == [".napari-wne", "0", "zarr.json"]
+        assert sorted(p.name for p in store.iterdir()) == ["0", "zarr.json"]
+        assert not state_dir(store).exists()  # a finished run keeps no bookkeeping
 
 
 def test_a_tiff_output_never_replaces_a_folder(tmp_path, capsys):

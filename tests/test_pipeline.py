@@ -21,6 +21,7 @@ import zarr
 from napari_wne import denoise
 from napari_wne.engine import default_halo
 from napari_wne.pipeline import Cancelled
+from napari_wne.writers.paths import state_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::napari_wne.UntrainedModelWarning")
 
@@ -178,7 +179,7 @@ def test_resume_after_the_process_is_killed_matches_an_uninterrupted_run(tmp_pat
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert "ome" not in dict(zarr.open_group(str(out), mode="r").attrs)
-    done = len(list((out / ".napari-wne" / "blocks").glob("*.done")))
+    done = len(list((state_dir(out) / "blocks").glob("*.done")))
     assert 5 <= done < 3 * 16
     resumed = denoise(
         source, output=out, resume=True, tile=96, halo=16, blend=8, block=64, verbose=False

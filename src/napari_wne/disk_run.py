@@ -90,7 +90,12 @@ class DiskRun:
         return record
 
     def provenance(self) -> dict[str, Any]:
-        """What made the result, for the finished file: never compared on resume."""
+        """What made the result, for the finished file: never compared on resume.
+
+        The device part is what the engine holds when this is called; `write_run` calls
+        `device_provenance` again once the blocks are done, since an engine that ran out of
+        memory may have moved to the CPU. The writer adds the timing.
+        """
         weights = get_model(self.model).weights_path
         return {
             "software": "napari-wne",
@@ -98,10 +103,21 @@ class DiskRun:
             "model": self.model,
             "weights_sha256": file_sha256(weights) if weights is not None else None,
             "settings": self.record(),
-            "device": str(self.engine.device),
-            "precision": self.engine.precision,
+            **self.device_provenance(),
             "input_fingerprint": self._fingerprint,
         }
+
+    def device_provenance(self, cluster: Cluster | None = None) -> dict[str, Any]:
+        """Where and in what the network computed: the device, torch's version and the
+        precision in use. On a cluster, the device and precision as asked of the workers,
+        which resolve them each on its own machine."""
+        import torch
+
+        if cluster is not None:
+            device, precision = f"cluster:{cluster.device}", self.settings.precision
+        else:
+            device, precision = str(self.engine.device), self.engine.precision
+        return {"device": device, "torch_version": torch.__version__, "precision": precision}
 
     @functools.cached_property
     def _fingerprint(self) -> dict[str, Any] | None:
@@ -122,6 +138,7 @@ class DiskRun:
             scale=dict(self.source.scale),
             units=dict(self.source.units),
             provenance=self.provenance(),
+            channel_names=self.source.channel_names_for(axes),
         )
 
 
@@ -138,8 +155,15 @@ def write_run(
 ) -> DenoisedImage:
     """Write `run` into `output` through the writer its suffix names."""
     writer = writer_for(output)
+    plan = run.plan()
 
     def fill(store: OmeZarrOutput) -> None:
+        try:
+            _fill(store)
+        finally:  # what actually ran, for the provenance written next
+            plan.provenance.update(run.device_provenance(cluster))
+
+    def _fill(store: OmeZarrOutput) -> None:
         done = store.done_blocks()
         todo = [b for b in run.blocks if b.key not in done]
         counts = {"done_before": len(run.blocks) - len(todo), "total": len(run.blocks)}
@@ -166,7 +190,7 @@ def write_run(
             resources=cluster.resources, **counts,
         )  # fmt: skip
 
-    return writer.write(run.plan(), fill, resume=resume, overwrite=overwrite)
+    return writer.write(plan, fill, resume=resume, overwrite=overwrite)
 
 
 def _fill_here(run, store, todo, progress, cancel, tile_progress, counts) -> None:

@@ -1,4 +1,5 @@
-"""OME-NGFF (OME-Zarr) image metadata: which array is full resolution, its axes and scale.
+"""OME-NGFF (OME-Zarr) image metadata: which array is full resolution, its axes, scale and
+channel names (the ``omero`` block's labels, carried to the result).
 
 Axis names are files' words ("time", "channel", "z"), mapped to our letters by
 `napari_wne.axes.letter_for_axis_name`. NGFF before 0.4 could leave axes out (0.1 and
@@ -24,6 +25,8 @@ class NgffImage:
     axes: str
     scale: dict[str, float] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    channel_names: tuple[str, ...] | None = None
+    """One label per index of C, when the ``omero`` block names every channel."""
 
 
 def read_ngff_image(path: Path, group: Any, ome: dict, axes: str | None) -> NgffImage:
@@ -64,7 +67,23 @@ def read_ngff_image(path: Path, group: Any, ome: dict, axes: str | None) -> Ngff
             )
         axes = _letters(path, named, array.ndim)
     scale, units = _scale_and_units(named or [], level0, axes)
-    return NgffImage(array, axes, scale, units)
+    names = channel_labels(ome.get("omero"), axes, tuple(array.shape))
+    return NgffImage(array, axes, scale, units, names)
+
+
+def channel_labels(omero: Any, axes: str, shape: tuple[int, ...]) -> tuple[str, ...] | None:
+    """The ``omero`` channel labels, when there is one text label per index of C.
+
+    Anything less (no C axis, a count that does not match, a channel without a label) gives
+    None: a name attached to the wrong channel is worse than none.
+    """
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if "C" not in axes or not isinstance(channels, list):
+        return None
+    labels = [c.get("label") if isinstance(c, dict) else None for c in channels]
+    if len(labels) != shape[axes.index("C")] or not all(isinstance(x, str) for x in labels):
+        return None
+    return tuple(labels)
 
 
 def axes_from_dimension_names(array: Any) -> str | None:

@@ -28,7 +28,7 @@ from .axes import KNOWN_AXES
 from .modes import MISSING_CHUNKS as MISSING_CHUNKS_MODE
 from .modes import MissingChunks
 from .ngff import axes_from_dimension_names, read_ngff_image
-from .tiff_files import samples_as_planes, tiff_problem, tiff_scale
+from .tiff_files import samples_as_planes, tiff_channel_names, tiff_problem, tiff_scale
 
 __all__ = [
     "DEFAULT_MISSING_CHUNKS",
@@ -69,6 +69,9 @@ class Source:
     kind: Literal["array", "zarr", "tiff"] = "array"
     """Where the pixels come from, which decides how a failed read is explained."""
     missing_chunks: MissingChunks = DEFAULT_MISSING_CHUNKS
+    channel_names: tuple[str, ...] | None = None
+    """The file's name for each index of C (OME-Zarr omero labels, OME-TIFF Channel Name),
+    for the file's own axes: carried to the result (`channel_names_for`)."""
     _present: set = field(default_factory=set, repr=False)
     """Chunks already found in the store (blocks overlap by their halo: check each once)."""
 
@@ -94,6 +97,14 @@ class Source:
             if self.kind == "array":
                 raise
             raise self._unreadable(index, err) from err
+
+    def channel_names_for(self, axes: str) -> tuple[str, ...] | None:
+        """The channel names, if they still fit when the image is read with `axes` (an
+        explicit axes argument may have turned the file's C into another axis)."""
+        names = self.channel_names
+        if names is None or "C" not in axes or len(names) != self.shape[axes.index("C")]:
+            return None
+        return names
 
     def close(self) -> None:
         if self.handle is not None:
@@ -194,6 +205,8 @@ def open_source(
         )
     source.missing_chunks = missing_chunks
     if axes is not None:
+        if axes != source.axes:  # the file's C may now be another axis: its names are not
+            source.channel_names = None
         source.axes = axes
     return source
 
@@ -241,6 +254,7 @@ def _open_zarr(path: Path, axes: str | None) -> Source:
             name=path.stem,
             path=path,
             kind="zarr",
+            channel_names=image.channel_names,
         )
     arrays = [a for _, a in node.arrays()]
     if len(arrays) != 1:
@@ -334,6 +348,8 @@ def _open_tiff(path: Path, axes: str | None) -> Source:
     if not set(file_axes) <= set(KNOWN_AXES):
         file_axes = None  # e.g. tifffile's "Q" for an unnamed axis: the caller must say
     scale, units = tiff_scale(tif, series)
+    names = tiff_channel_names(tif, file_axes, tuple(array.shape))
     return Source(
-        array, file_axes, scale, units, name=path.stem, path=path, handle=tif, kind="tiff"
-    )
+        array, file_axes, scale, units, name=path.stem, path=path, handle=tif, kind="tiff",
+        channel_names=names,
+    )  # fmt: skip

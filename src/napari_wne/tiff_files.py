@@ -1,4 +1,5 @@
-"""TIFF specifics: is the file whole, its colour samples as planes, its pixel sizes.
+"""TIFF specifics: is the file whole, its colour samples as planes, its pixel sizes and
+channel names.
 
 Is it whole? Refuse a TIFF that was cut short before tifffile pads it or drops planes.
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["samples_as_planes", "tiff_problem", "tiff_scale"]
+__all__ = ["samples_as_planes", "tiff_channel_names", "tiff_problem", "tiff_scale"]
 
 SPACE_UNITS = {"µm": "micrometer", "um": "micrometer", "\\u00B5m": "micrometer", "nm": "nanometer"}
 
@@ -234,3 +235,25 @@ def tiff_scale(tif: Any, series: Any) -> tuple[dict, dict]:
             scale["T"] = float(meta["finterval"])
             units["T"] = "second"
     return scale, units
+
+
+def tiff_channel_names(
+    tif: Any, axes: str | None, shape: tuple[int, ...]
+) -> tuple[str, ...] | None:
+    """The OME-XML ``Channel Name`` of each index of C (the first image's), or None unless
+    every channel of the series is named."""
+    if not axes or "C" not in axes or not (tif.is_ome and tif.ome_metadata):
+        return None
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(tif.ome_metadata)
+    except ElementTree.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return None
+    names = [e.get("Name") for e in pixels if e.tag.endswith("}Channel") or e.tag == "Channel"]
+    if len(names) != shape[axes.index("C")] or not all(names):
+        return None
+    return tuple(str(n) for n in names)

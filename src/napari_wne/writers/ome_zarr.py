@@ -4,25 +4,32 @@
 `OmeZarrOutput` is the store itself, which the TIFF writers also stage their blocks in and
 which cluster workers write into.
 
-Layout: ``<output>/zarr.json`` (the group), ``<output>/0`` (the array, axes in OME order
-T, C, Z, Y, X), and ``<output>/.napari-wne/`` (our bookkeeping: the run's settings, the
-input's fingerprint, a marker that the store was fully created, one marker file per
-finished block). The group carries its OME ``multiscales`` metadata only once every block
-has its marker on disk, so a crashed or cancelled run never looks like a finished image;
-`resume` finishes it from the markers. Markers, not chunk existence, say what is done,
-because zarr 3 does not store a chunk equal to the fill value.
+Layout: ``<output>/zarr.json`` (the group) and ``<output>/0`` (the array, axes in OME
+order T, C, Z, Y, X): a plain OME-Zarr. While a run is unfinished its bookkeeping lives
+beside it, in ``.<output name>.napari-wne/`` (`napari_wne.writers.paths.state_dir`: the
+settings, the input's fingerprint, a marker that the store was fully created holding the
+run's start, one marker per finished block), so napari's readers meet nothing unknown.
+The OME metadata (`napari_wne.writers.ome_metadata`) is written only once every block has
+its marker on disk, so a crashed or cancelled run never looks like a finished image;
+`resume` finishes it from the markers. Markers, not chunk existence, say what is done:
+zarr 3 does not store a chunk equal to the fill value.
 
-The bookkeeping folder is created first and removed last, so a store killed at any moment
-of its creation or replacement is still recognised as ours: `resume` recreates it, and
-`overwrite` may delete it. Nothing else is ever deleted (see `napari_wne.writers.paths`).
+The bookkeeping is created first and removed last, so a store killed at any moment of its
+creation or replacement is still recognised as ours (`resume` recreates it, `overwrite`
+may delete it). A finished store's own ``napari_wne`` attributes say it is ours and hold
+the settings and input fingerprint a resume compares, so its bookkeeping is removed and
+it can be moved alone. Nothing else is ever deleted (see `napari_wne.writers.paths`).
+A napari-wne 0.1 store, bookkeeping inside (``<output>/.napari-wne``), still resumes.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import errno
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +40,8 @@ import numpy as np
 from ._hooks import hook
 from .fingerprint import describe_change
 from .lock import output_lock
-from .paths import STATE_DIR, foreign_entries, owner, remove_ours
+from .ome_metadata import channel_windows, ome_attributes
+from .paths import foreign_entries, is_our_state, owner, remove_ours, remove_state, state_dir
 from .plan import Fill, OutputPlan, ome_order
 from .result import DenoisedImage
 
@@ -45,7 +53,8 @@ __all__ = [
     "check_not_unfinished",
 ]
 
-AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+NOT_SETTINGS = ("complete", "input_fingerprint", "provenance")
+"""Keys of a finished store's ``napari_wne`` attributes besides the run's settings."""
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -66,7 +75,11 @@ class OmeZarrOutput:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.state = self.path / STATE_DIR
+
+    @property
+    def state(self) -> Path:
+        """The bookkeeping folder (beside the store; inside a napari-wne 0.1 store)."""
+        return state_dir(self.path)
 
     @staticmethod
     def order(axes: str) -> str:
@@ -95,7 +108,7 @@ class OmeZarrOutput:
         if found == "ours" and resume and self._created():
             self._check_same_run(run, fingerprint)
             if self.is_complete():
-                shutil.rmtree(self.state / "blocks", ignore_errors=True)  # left by a kill
+                self._tidy()  # bookkeeping left by a kill inside finalize
             return True
         if found == "ours" and not (resume or overwrite):
             raise FileExistsError(
@@ -109,17 +122,20 @@ class OmeZarrOutput:
             )
         if found == "ours":  # overwrite, or resume of a store whose creation was cut short
             remove_ours(self.path)
+        else:  # absent or empty: bookkeeping beside it is stale (its store was deleted)
+            self._remove_stale_state()
         self._create(shape, dtype, axes, chunks, shards, run, fingerprint)
         return False
 
     def _create(self, shape, dtype, axes, chunks, shards, run, fingerprint) -> None:
         import zarr
 
-        self.path.mkdir(parents=True, exist_ok=True)  # absent, or an empty folder
-        self.state.mkdir()  # first: from here on the folder is recognisably ours
+        state = self.state
+        state.mkdir(parents=True)  # first: from here on the folder is recognisably ours
+        self.path.mkdir(exist_ok=True)  # absent, or an empty folder
         hook("create.dir")
-        _write_atomic(self.state / "run.json", json.dumps(run, indent=1, sort_keys=True))
-        _write_atomic(self.state / "input.json", json.dumps(fingerprint, indent=1))
+        _write_atomic(state / "run.json", json.dumps(run, indent=1, sort_keys=True))
+        _write_atomic(state / "input.json", json.dumps(fingerprint, indent=1))
         hook("create.state")
         group = zarr.create_group(  # not open_group(mode="w"): that empties the folder
             str(self.path), zarr_format=3, attributes={"napari_wne": {"complete": False}}
@@ -137,11 +153,43 @@ class OmeZarrOutput:
             config={"write_empty_chunks": True},
         )
         hook("create.array")
-        _write_atomic(self.state / "created", "")  # last: no blocks were written before it
+        started = json.dumps({"started": _now()})  # the run's first start, for provenance
+        _write_atomic(state / "created", started)  # last: no blocks were written before it
 
     def _created(self) -> bool:
         """Whether the store was fully created (else `resume` creates it again)."""
-        return (self.state / "created").is_file() or self.is_complete()
+        if self.is_complete():
+            return True
+        return (self.state / "created").is_file() and (self.path / "zarr.json").is_file()
+
+    def _remove_stale_state(self) -> None:
+        state = self.state
+        if state.exists() and not is_our_state(state):
+            raise FileExistsError(
+                f"cannot write {self.path}: {state} is in the way (napari-wne keeps a run's "
+                "bookkeeping there) and holds files napari-wne did not write; move it away "
+                "or choose another output path"
+            )
+        remove_state(state)
+
+    def _tidy(self, *, finalized: bool = False) -> None:
+        """Drop the bookkeeping a finished store no longer needs (see the module's doc).
+
+        A 0.1 store finished by 0.1 keeps its folder but the markers: its attributes lack
+        the input fingerprint a resume compares. One `finalize` wrote has everything.
+        """
+        state = self.state
+        if state.parent == self.path and not finalized:
+            shutil.rmtree(state / "blocks", ignore_errors=True)
+        elif is_our_state(state):
+            remove_state(state)
+
+    def started(self) -> str | None:
+        """When the run writing this store first started (None for a 0.1 store)."""
+        try:
+            return json.loads((self.state / "created").read_text()).get("started")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def _not_ours(self, found: str) -> str:
         what = "a file" if found == "file" else "a link" if self.path.is_symlink() else None
@@ -150,7 +198,7 @@ class OmeZarrOutput:
             shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
             what = (
                 f"a folder holding files napari-wne did not write ({shown})"
-                if self.state.is_dir()
+                if self.state.is_dir() or self.is_complete()
                 else "a folder napari-wne did not write"
             )
         return (
@@ -158,16 +206,35 @@ class OmeZarrOutput:
             "resumes its own outputs, so it leaves this untouched: choose another output path"
         )
 
+    def _recorded(self) -> tuple[dict[str, Any], dict | None]:
+        """The settings and input fingerprint the store was started with: in the bookkeeping
+        while unfinished (and in a 0.1 store), in the attributes once finished."""
+        recorded = self.state / "run.json"
+        if recorded.is_file():
+            fingerprint = self.state / "input.json"
+            before = json.loads(fingerprint.read_text()) if fingerprint.is_file() else None
+            return json.loads(recorded.read_text()), before
+        info = self.attributes().get("napari_wne", {})
+        settings = {k: v for k, v in info.items() if k not in NOT_SETTINGS}
+        return settings, info.get("input_fingerprint")
+
+    def attributes(self) -> dict[str, Any]:
+        """The group's attributes ({} when it is not a readable zarr group)."""
+        import zarr
+
+        try:
+            return dict(zarr.open_group(str(self.path), mode="r").attrs)
+        except Exception:  # not a zarr group at all
+            return {}
+
     def _check_same_run(self, run: dict[str, Any], fingerprint: dict | None) -> None:
-        previous = json.loads((self.state / "run.json").read_text())
+        previous, before = self._recorded()
         if previous != run:
             changed = sorted(k for k in {**previous, **run} if previous.get(k) != run.get(k))
             raise ValueError(
                 f"cannot resume {self.path}: it was started with other settings "
                 f"({', '.join(changed)}); rerun with those or with overwrite=True (--overwrite)"
             )
-        recorded = self.state / "input.json"
-        before = json.loads(recorded.read_text()) if recorded.is_file() else None
         change = describe_change(before, fingerprint)
         if change:
             raise ValueError(
@@ -216,13 +283,7 @@ class OmeZarrOutput:
             ) from err
 
     def is_complete(self) -> bool:
-        import zarr
-
-        try:
-            group = zarr.open_group(str(self.path), mode="r")
-        except Exception:  # not a zarr group at all
-            return False
-        return bool(dict(group.attrs).get("napari_wne", {}).get("complete"))
+        return bool(self.attributes().get("napari_wne", {}).get("complete"))
 
     def finalize(
         self,
@@ -233,11 +294,14 @@ class OmeZarrOutput:
         units: dict[str, str],
         name: str,
         info: dict,
+        channel_names: tuple[str, ...] | None = None,
     ) -> None:
         """Write the OME metadata that makes the image visible as finished.
 
         Only when every block's marker is on disk: what this process believes it wrote
-        does not count, in case anything else touched the store.
+        does not count, in case anything else touched the store. `info` becomes the
+        ``napari_wne`` attributes (settings, ``input_fingerprint``, ``provenance``);
+        `channel_names` the ``omero`` channel labels.
         """
         import zarr
 
@@ -249,26 +313,17 @@ class OmeZarrOutput:
                 "(resume=True) to compute them"
             )
         hook("finalize.checked")
+        windows = None
+        if channel_names is not None:
+            windows = channel_windows(self.array(mode="r"), axes)
+        ome = ome_attributes(
+            axes=axes, scale=scale, units=units, name=name, channels=channel_names,
+            windows=windows,
+        )  # fmt: skip
         group = zarr.open_group(str(self.path), mode="r+")
-        ome_axes = []
-        for a in axes:
-            entry = {"name": a.lower(), "type": AXIS_TYPES[a]}
-            if a in units:
-                entry["unit"] = units[a]
-            ome_axes.append(entry)
-        scales = [float(scale.get(a, 1.0)) for a in axes]
-        dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scales}]}
-        group.attrs.update(
-            {
-                "ome": {
-                    "version": "0.5",
-                    "multiscales": [{"name": name, "axes": ome_axes, "datasets": [dataset]}],
-                },
-                "napari_wne": {"complete": True, **info},
-            }
-        )
+        group.attrs.update({"ome": ome, "napari_wne": {"complete": True, **info}})
         hook("finalize.attrs")
-        shutil.rmtree(self.state / "blocks", ignore_errors=True)
+        self._tidy(finalized=True)
 
 
 class OmeZarrWriter:
@@ -289,6 +344,7 @@ class OmeZarrWriter:
         the blocks not yet marked done, and finalize it once every block has its marker."""
         store = OmeZarrOutput(self.path)
         with store.disk_errors(), output_lock(self.path):
+            began, clock = _now(), time.monotonic()
             resumed = store.create(
                 shape=plan.shape, dtype=plan.dtype, axes=plan.axes, chunks=plan.chunks,
                 shards=plan.shards, run=plan.record, fingerprint=plan.fingerprint,
@@ -296,9 +352,18 @@ class OmeZarrWriter:
             )  # fmt: skip
             if not (resumed and store.is_complete()):
                 fill(store)
+                timing = {
+                    "started": store.started() or began,
+                    "resumed": began if resumed else None,
+                    "finished": _now(),
+                    "wall_seconds": round(time.monotonic() - clock, 3),
+                }
+                provenance = {**plan.provenance, "timing": timing} if plan.provenance else {}
+                info = {**plan.record, "input_fingerprint": plan.fingerprint}
                 store.finalize(
                     blocks=plan.blocks, axes=plan.axes, scale=plan.scale, units=plan.units,
-                    name=plan.name, info={**plan.record, "provenance": plan.provenance},
+                    name=plan.name, info={**info, "provenance": provenance},
+                    channel_names=plan.channel_names,
                 )  # fmt: skip
         return DenoisedImage(self.path, plan.axes, plan.scale, plan.units, "ome-zarr")
 
@@ -313,7 +378,7 @@ def check_not_unfinished(path: Path) -> None:
     `path` is the store, or its array ``0`` inside it.
     """
     for store in (OmeZarrOutput(path), OmeZarrOutput(path.parent)):
-        if not store.state.is_dir() or store.is_complete():
+        if owner(store.path) != "ours" or not store.state.is_dir() or store.is_complete():
             continue
         try:
             original = json.loads((store.state / "run.json").read_text()).get("input")
@@ -327,6 +392,10 @@ def check_not_unfinished(path: Path) -> None:
             "settings), or pass allow_unfinished=True (CLI: --allow-unfinished) to denoise it "
             "as it is"
         )
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _write_atomic(path: Path, text: str) -> None:

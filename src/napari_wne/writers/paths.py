@@ -8,6 +8,7 @@ files of one of our own stores.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,22 +19,28 @@ from ..modes import OUTPUT_FORMAT, SUFFIXES, OutputFormat
 from ._hooks import hook
 
 __all__ = [
-    "STATE_DIR",
+    "LEGACY_STATE_DIR",
     "OutputFormat",
     "check_output_path",
     "default_output_name",
     "foreign_entries",
+    "is_our_state",
     "output_format",
     "owner",
     "remove_ours",
+    "remove_state",
     "same_place",
+    "state_dir",
 ]
 
-STATE_DIR = ".napari-wne"
-"""Our bookkeeping folder inside every store we write; it is what marks a store as ours."""
+LEGACY_STATE_DIR = ".napari-wne"
+"""Where napari-wne 0.1 kept a run's bookkeeping: inside the store. Still read, so those
+stores are still recognised, resumed and replaced; never created any more."""
 
-_OUR_ENTRIES = {"zarr.json", "0", STATE_DIR}
+_STORE_ENTRIES = {"zarr.json", "0", LEGACY_STATE_DIR}
+_STATE_ENTRIES = {"run.json", "input.json", "created", "blocks"}
 _ZARR_LEFTOVER = re.compile(r"zarr\.[0-9a-f]{32}\.partial")  # zarr's own atomic-write temp
+_PARTIAL = re.compile(r"\..+\.partial")  # our own atomic-write temp (ome_zarr._write_atomic)
 _COMPOUND = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 
@@ -82,12 +89,30 @@ def same_place(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
+def state_dir(path: Path) -> Path:
+    """Where the run writing the store `path` keeps its bookkeeping.
+
+    A hidden folder beside the store (``.<name>.napari-wne``, like the lock file), so the
+    store itself holds nothing but OME-Zarr and napari's readers see a clean image. A store
+    written by napari-wne 0.1 keeps its folder inside (`LEGACY_STATE_DIR`): that one is used
+    while it exists, so such a store still resumes where it stopped.
+    """
+    legacy = path / LEGACY_STATE_DIR
+    if not path.is_symlink() and legacy.is_dir():
+        return legacy
+    parent = path.parent.resolve() if path.parent.exists() else path.parent
+    return parent / f".{path.name}.napari-wne"
+
+
 def owner(path: Path) -> Literal["absent", "empty", "ours", "file", "foreign"]:
     """Who a path belongs to, for deciding whether it may be replaced.
 
-    "ours" is a folder holding our bookkeeping folder and nothing but what our stores hold
-    (a user's file put inside one makes it "foreign", so it is never deleted with it);
-    "empty" is an empty folder; "file" a plain file; "foreign" anything else, a link included.
+    "ours" is a folder holding nothing but what our stores hold (a user's file put inside
+    one makes it "foreign", so it is never deleted with it) and that is recognisably ours:
+    by its bookkeeping (beside it, or inside it for a 0.1 store) while a run is unfinished
+    or being created or removed, or by its own metadata (``napari_wne.complete``) once
+    finished. "empty" is an empty folder; "file" a plain file; "foreign" anything else, a
+    link included.
     """
     if path.is_symlink():
         return "foreign"
@@ -95,36 +120,60 @@ def owner(path: Path) -> Literal["absent", "empty", "ours", "file", "foreign"]:
         return "absent"
     if not path.is_dir():
         return "file"
-    entries = {entry.name for entry in os.scandir(path)}
+    entries = [entry.name for entry in os.scandir(path)]
+    state = state_dir(path)
     if not entries:
-        return "empty"
-    others = {e for e in entries - _OUR_ENTRIES if not _ZARR_LEFTOVER.fullmatch(e)}
-    if STATE_DIR in entries and not others and path.joinpath(STATE_DIR).is_dir():
+        return "ours" if is_our_state(state) else "empty"  # killed right after creating it
+    if not all(_is_store_entry(e) for e in entries):
+        return "foreign"
+    if is_our_state(state) or _says_finished(path):
         return "ours"
     return "foreign"
 
 
+def is_our_state(state: Path) -> bool:
+    """Whether `state` is a bookkeeping folder holding nothing but what our runs put there."""
+    if state.is_symlink() or not state.is_dir():
+        return False
+    return all(e.name in _STATE_ENTRIES or _PARTIAL.fullmatch(e.name) for e in os.scandir(state))
+
+
 def foreign_entries(path: Path) -> list[str]:
     """The entries of folder `path` that are not part of one of our stores."""
-    return sorted(
-        entry.name
-        for entry in os.scandir(path)
-        if entry.name not in _OUR_ENTRIES and not _ZARR_LEFTOVER.fullmatch(entry.name)
-    )
+    return sorted(entry.name for entry in os.scandir(path) if not _is_store_entry(entry.name))
+
+
+def remove_state(state: Path) -> None:
+    """Delete a bookkeeping folder, only when it holds nothing but our own files."""
+    if not state.exists() and not state.is_symlink():
+        return
+    if not is_our_state(state):
+        raise FileExistsError(
+            f"refusing to delete {state}: it holds files napari-wne did not write; move it "
+            "away, then run again"
+        )
+    shutil.rmtree(state)
 
 
 def remove_ours(path: Path) -> None:
     """Delete one of our stores in an order that a kill at any step leaves safe.
 
-    The metadata that says "complete" goes first, so a half-removed store never looks
-    finished (`resume` then creates it again); our bookkeeping folder goes last, so the
-    remains are still recognisably ours and may be replaced or resumed later.
+    The bookkeeping folder is made first (a finished store has none), so the remains are
+    recognisably ours from then on; the metadata that says "complete" goes next, so a
+    half-removed store never looks finished (`resume` then creates it again); the
+    bookkeeping goes last, so the remains may still be replaced or resumed later.
     """
     if owner(path) != "ours":
         raise FileExistsError(f"refusing to delete {path}: napari-wne did not write it")
-    created = path / STATE_DIR / "created"
-    created.unlink(missing_ok=True)
-    first = {"zarr.json": 0, "0": 1, STATE_DIR: 3}
+    state = state_dir(path)
+    if state.exists() and not is_our_state(state):
+        raise FileExistsError(
+            f"refusing to delete {path}: {state}, where napari-wne keeps a run's bookkeeping, "
+            "holds files napari-wne did not write; move it away, then run again"
+        )
+    state.mkdir(exist_ok=True)
+    (state / "created").unlink(missing_ok=True)
+    first = {"zarr.json": 0, "0": 1, LEGACY_STATE_DIR: 3}
     for entry in sorted(os.scandir(path), key=lambda e: first.get(e.name, 2)):
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
@@ -132,3 +181,21 @@ def remove_ours(path: Path) -> None:
             os.unlink(entry.path)
         hook("overwrite.removing")
     path.rmdir()
+    if state.parent != path:
+        remove_state(state)
+
+
+def _is_store_entry(name: str) -> bool:
+    """An entry one of our stores may hold: its group metadata, its array, a 0.1 store's
+    bookkeeping folder, or zarr's own atomic-write leftover."""
+    return name in _STORE_ENTRIES or bool(_ZARR_LEFTOVER.fullmatch(name))
+
+
+def _says_finished(path: Path) -> bool:
+    """Whether the store's group metadata says napari-wne finished it."""
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    ours = meta.get("attributes", {}).get("napari_wne") if isinstance(meta, dict) else None
+    return isinstance(ours, dict) and ours.get("complete") is True

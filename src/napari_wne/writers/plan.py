@@ -53,8 +53,12 @@ class OutputPlan:
     scale: dict[str, float] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    """What made the result (package, model, weights' sha256, settings): written into the
-    finished file, never compared on resume."""
+    """What made the result (package, model, weights' sha256, settings, input fingerprint,
+    device and precision; the writer adds its timing): written into the finished file,
+    never compared on resume."""
+    channel_names: tuple[str, ...] | None = None
+    """The input's channel names, one per index of C, carried to the result; None when
+    the input names none (then OME-Zarr has no ``omero`` block, OME-TIFF default names)."""
 
     @property
     def shards(self) -> tuple[int, ...]:

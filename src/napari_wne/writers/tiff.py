@@ -19,6 +19,7 @@ What the files say, for other tools:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -116,7 +117,13 @@ class TiffWriter:
                 if fresh and owner(self.staging) == "ours":
                     remove_ours(self.staging)
                 raise
-            staged = OmeZarrOutput(self.staging).array(mode="r")
+            staging = OmeZarrOutput(self.staging)
+            staged = staging.array(mode="r")
+            # the provenance as the staging finished it, with its timing (even if an earlier
+            # run finished the staging and was stopped before the TIFF was written)
+            finished = staging.attributes().get("napari_wne", {}).get("provenance")
+            if plan.provenance and finished:
+                plan = dataclasses.replace(plan, provenance=finished)
             try:
                 write_tiff(self.path, staged, plan, self.format)
             except OSError as err:
@@ -188,7 +195,8 @@ def _ome_metadata(plan: OutputPlan) -> dict[str, Any]:
             meta["TimeIncrement"] = float(plan.scale["T"])
             meta["TimeIncrementUnit"] = symbol
     channels = plan.shape[plan.axes.index("C")] if "C" in plan.axes else 1
-    meta["Channel"] = {"Name": [_channel_name(plan.name, c, channels) for c in range(channels)]}
+    names = plan.channel_names or [_channel_name(plan.name, c, channels) for c in range(channels)]
+    meta["Channel"] = {"Name": list(names)}
     if plan.provenance:
         meta["Description"] = "denoised by napari-wne; provenance in the MapAnnotation"
         meta["MapAnnotation"] = {
