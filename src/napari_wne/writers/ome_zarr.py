@@ -35,6 +35,7 @@ from .fingerprint import describe_change
 from .lock import output_lock
 from .paths import STATE_DIR, foreign_entries, owner, remove_ours
 from .plan import Fill, OutputPlan, ome_order
+from .pyramid import build_pyramid, ome_datasets
 from .result import DenoisedImage
 
 __all__ = [
@@ -233,6 +234,7 @@ class OmeZarrOutput:
         units: dict[str, str],
         name: str,
         info: dict,
+        levels: tuple[tuple[int, ...], ...] = (),
     ) -> None:
         """Write the OME metadata that makes the image visible as finished.
 
@@ -256,13 +258,12 @@ class OmeZarrOutput:
             if a in units:
                 entry["unit"] = units[a]
             ome_axes.append(entry)
-        scales = [float(scale.get(a, 1.0)) for a in axes]
-        dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scales}]}
+        datasets = ome_datasets(axes, scale, levels)  # level 0, then the pyramid's levels
         group.attrs.update(
             {
                 "ome": {
                     "version": "0.5",
-                    "multiscales": [{"name": name, "axes": ome_axes, "datasets": [dataset]}],
+                    "multiscales": [{"name": name, "axes": ome_axes, "datasets": datasets}],
                 },
                 "napari_wne": {"complete": True, **info},
             }
@@ -288,17 +289,24 @@ class OmeZarrWriter:
         """Hold the lock, create the store (or reopen it for `resume`), let `fill` compute
         the blocks not yet marked done, and finalize it once every block has its marker."""
         store = OmeZarrOutput(self.path)
+        record = (
+            {**plan.record, "pyramid": [list(f) for f in plan.levels]}
+            if plan.levels
+            else plan.record
+        )
         with store.disk_errors(), output_lock(self.path):
             resumed = store.create(
                 shape=plan.shape, dtype=plan.dtype, axes=plan.axes, chunks=plan.chunks,
-                shards=plan.shards, run=plan.record, fingerprint=plan.fingerprint,
+                shards=plan.shards, run=record, fingerprint=plan.fingerprint,
                 overwrite=overwrite, resume=resume,
             )  # fmt: skip
             if not (resumed and store.is_complete()):
                 fill(store)
+                build_pyramid(store, plan.levels)  # after every level-0 block: resumable
                 store.finalize(
                     blocks=plan.blocks, axes=plan.axes, scale=plan.scale, units=plan.units,
-                    name=plan.name, info={**plan.record, "provenance": plan.provenance},
+                    name=plan.name, info={**record, "provenance": plan.provenance},
+                    levels=plan.levels,
                 )  # fmt: skip
         return DenoisedImage(self.path, plan.axes, plan.scale, plan.units, "ome-zarr")
 

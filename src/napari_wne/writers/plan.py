@@ -55,6 +55,9 @@ class OutputPlan:
     provenance: dict[str, Any] = field(default_factory=dict)
     """What made the result (package, model, weights' sha256, settings): written into the
     finished file, never compared on resume."""
+    levels: tuple[tuple[int, ...], ...] = ()
+    """Multiscale levels below level 0: each one's factor per axis (`writers.pyramid`).
+    Only OME-Zarr outputs build them; TIFF writers ignore them."""
 
     @property
     def shards(self) -> tuple[int, ...]:
