@@ -34,6 +34,7 @@ STATE_DIR = ".napari-wne"
 
 _OUR_ENTRIES = {"zarr.json", "0", STATE_DIR}
 _ZARR_LEFTOVER = re.compile(r"zarr\.[0-9a-f]{32}\.partial")  # zarr's own atomic-write temp
+_LEVEL = re.compile(r"[1-9][0-9]?")  # a pyramid level's array (`writers.pyramid`)
 _COMPOUND = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 
@@ -98,7 +99,7 @@ def owner(path: Path) -> Literal["absent", "empty", "ours", "file", "foreign"]:
     entries = {entry.name for entry in os.scandir(path)}
     if not entries:
         return "empty"
-    others = {e for e in entries - _OUR_ENTRIES if not _ZARR_LEFTOVER.fullmatch(e)}
+    others = {e for e in entries - _OUR_ENTRIES if not _ours_too(e)}
     if STATE_DIR in entries and not others and path.joinpath(STATE_DIR).is_dir():
         return "ours"
     return "foreign"
@@ -109,8 +110,13 @@ def foreign_entries(path: Path) -> list[str]:
     return sorted(
         entry.name
         for entry in os.scandir(path)
-        if entry.name not in _OUR_ENTRIES and not _ZARR_LEFTOVER.fullmatch(entry.name)
+        if entry.name not in _OUR_ENTRIES and not _ours_too(entry.name)
     )
+
+
+def _ours_too(name: str) -> bool:
+    """Entries our stores may hold besides the fixed ones: zarr's temporary files, levels."""
+    return bool(_ZARR_LEFTOVER.fullmatch(name) or _LEVEL.fullmatch(name))
 
 
 def remove_ours(path: Path) -> None:
