@@ -146,7 +146,7 @@ def view(path: Path, mode: str) -> dict:
     viewer.close()
     return {
         "first_frame_s": first, "whole_ms": whole, "one_to_one_ms": one, "idle_ms": idle,
-        "level_at_1to1": level,
+        "level_at_1to1": level, "peak_mib": _peak_mib(),
     }  # fmt: skip
 
 
@@ -198,27 +198,30 @@ def report(side: int, wrote: dict, built: dict, views: dict[str, dict | None]) -
         "",
         f"The pyramid pass took {built['seconds']:.0f} s with a peak RSS of "
         f"{built['peak_mib']:.0f} MiB ({built['peak_before_mib']:.0f} MiB before it: Python, "
-        f"numpy and zarr), for a {side * side * 2 / 1e6:.0f} MB image: memory stays flat, "
+        f"numpy and zarr), for an image of {side * side * 2 / 1e6:.0f} MB: memory stays flat, "
         "one shard at a time.",
         "",
-        "| layer | first frame | pan, whole image in view | pan at 1:1 | no move |",
-        "|---|---|---|---|---|",
+        "| layer | first frame | pan, whole image in view | pan at 1:1 | no move | peak RSS |",
+        "|---|---|---|---|---|---|",
     ]
     for mode, words in (("pyramid", "with pyramid (multiscale)"), ("level0", "level 0 only")):
         got = views[mode]
         if got is None:
-            lines.append(f"| {words} | not drawn within {CAP_S} s | - | - | - |")
+            lines.append(f"| {words} | not drawn within {CAP_S} s | - | - | - | - |")
             continue
         lines.append(
             f"| {words} | {got['first_frame_s']:.1f} s | {_median(got['whole_ms'])} | "
-            f"{_median(got['one_to_one_ms'])} | {_median(got['idle_ms'])} |"
+            f"{_median(got['one_to_one_ms'])} | {_median(got['idle_ms'])} | "
+            f"{got['peak_mib']:.0f} MiB |"
         )
     lines += [
         "",
         "A frame is one camera move plus two repaints (napari 0.9 reads the chunks a view "
         "needs while painting it, then paints them), so disk reads and decompression are "
         "included; 'no move' is the same two repaints without a move, the floor set by "
-        "software OpenGL here. Medians of 20 moves (whole image), 30 moves (1:1), 10 idle.",
+        "software OpenGL here. Medians of 20 moves (whole image), 30 moves (1:1), 10 idle. "
+        "The machine's 2 cores are shared with other jobs: medians vary between runs by up "
+        "to 2x, so compare the rows of one run.",
     ]
     return lines
 
