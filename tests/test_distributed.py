@@ -123,7 +123,7 @@ def test_a_cluster_run_gets_its_pyramid_from_the_same_writer(cluster, tmp_path):
         path, "ne-dncnn", axes="YX", block=(16, 512), device="cpu", verbose=False,
         output=tmp_path / "wide.ome.zarr", pyramid="on", scheduler=cluster.scheduler_address,
     )  # fmt: skip
-    level0, level1 = (zarr.open_array(str(out / k))[:] for k in ("0", "1"))
+    level0, level1 = (zarr.open_array(f"{out}/{k}")[:] for k in ("0", "1"))
     assert level1.shape == (8, 550)
     expected = level0.reshape(8, 2, 550, 2).astype(np.float64).mean(axis=(1, 3))
     np.testing.assert_allclose(level1, expected, rtol=1e-6)
