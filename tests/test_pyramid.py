@@ -237,7 +237,8 @@ def test_a_kill_during_the_pyramid_pass_resumes_to_the_same_bytes(tmp_path, hook
     assert _child(out, hook, resume=False) == -signal.SIGKILL
     assert not OmeZarrOutput(out).is_complete()
     assert "ome" not in json.loads((out / "zarr.json").read_text())["attributes"]
-    assert (out / "1").is_dir()  # the pass had begun
+    marked = {k for k in OmeZarrOutput(out).done_blocks() if k.startswith("level")}
+    assert "level1.created" in marked and len(marked) >= 3  # shards finished before the kill
     assert _child(out, None, resume=True) == 0
     assert OmeZarrOutput(out).is_complete()
     mine, theirs = _levels(out), _levels(reference)
@@ -265,3 +266,20 @@ def test_a_finished_pyramid_is_ours_to_overwrite(tmp_path, rng):
     (out / "notes.txt").write_text("mine")  # something we did not write: never deleted
     with pytest.raises(FileExistsError, match=r"did not write \(notes.txt\)"):
         _write(out, image, "YX", levels=(), overwrite=True)
+
+
+def test_napari_shows_a_pyramid_as_one_multiscale_layer_with_its_scale(tmp_path, rng):
+    import napari
+
+    out = tmp_path / "out.ome.zarr"
+    image = rng.integers(0, 4000, size=(300, 500), dtype=np.uint16)
+    _write(out, image, "YX", levels=plan_levels(image.shape, "YX", mode="on", smallest=SMALL),
+           scale={"Y": 0.4, "X": 0.4})  # fmt: skip
+    viewer = napari.Viewer(show=False)
+    try:
+        (layer,) = viewer.open(str(out), plugin="napari-wne")
+        assert layer.multiscale and len(layer.data) == 4
+        np.testing.assert_allclose(layer.scale, (0.4, 0.4))
+        np.testing.assert_array_equal(np.asarray(layer.data[0]), image)  # level 0, unchanged
+    finally:
+        viewer.close()
