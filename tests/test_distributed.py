@@ -111,3 +111,19 @@ def _engines_built() -> int:
     from napari_wne.engine import cached_engine
 
     return cached_engine.cache_info().currsize
+
+
+def test_a_cluster_run_gets_its_pyramid_from_the_same_writer(cluster, tmp_path):
+    """Workers write level 0; the writer's final pass (in this process) adds the levels."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "wide.zarr"
+    array = zarr.create_array(str(path), shape=(16, 1100), chunks=(16, 550), dtype="float32")
+    array[:] = rng.normal(100, 10, size=(16, 1100))
+    out = denoise(
+        path, "ne-dncnn", axes="YX", block=(16, 512), device="cpu", verbose=False,
+        output=tmp_path / "wide.ome.zarr", pyramid="on", scheduler=cluster.scheduler_address,
+    )  # fmt: skip
+    level0, level1 = (zarr.open_array(f"{out}/{k}")[:] for k in ("0", "1"))
+    assert level1.shape == (8, 550)
+    expected = level0.reshape(8, 2, 550, 2).astype(np.float64).mean(axis=(1, 3))
+    np.testing.assert_allclose(level1, expected, rtol=1e-6)

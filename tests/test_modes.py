@@ -18,7 +18,7 @@ def _option(command: str, flag: str):
     return next(a for a in commands.choices[command]._actions if flag in a.option_strings)
 
 
-@pytest.mark.parametrize("name", ["norm", "dtype", "instances", "missing_chunks"])
+@pytest.mark.parametrize("name", ["norm", "dtype", "instances", "missing_chunks", "pyramid"])
 def test_denoise_defaults_and_cli_choices_come_from_the_mode(name):
     mode = MODES[name]
     assert inspect.signature(denoise).parameters[name].default == mode.default

@@ -15,6 +15,7 @@ from typing import Any
 
 import dask.array as da
 
+from .ngff import read_ngff_levels
 from .sources import open_source
 from .writers.tiff import is_our_ome_tiff
 
@@ -45,7 +46,9 @@ def _is_ome_zarr_image(path: Path) -> bool:
 
 
 def read_image(path: str) -> LayerData:
-    """Level 0 as a dask array, with scale, units and axis labels from the metadata."""
+    """Level 0 as a dask array, with scale, units and axis labels from the metadata; an
+    OME-Zarr pyramid as napari's multiscale image (every level lazy, largest first), so a
+    huge result pans smoothly at any zoom."""
     source = open_source(path)
     axes = source.axes or ""
     meta: dict[str, Any] = {"name": source.name.removesuffix(".ome")}
@@ -55,4 +58,8 @@ def read_image(path: str) -> LayerData:
     meta["units"] = tuple(source.units.get(a, "pixel") for a in shown)
     if "C" in axes:
         meta["channel_axis"] = axes.index("C")
+    levels = read_ngff_levels(Path(path)) if source.kind == "zarr" else []
+    if len(levels) > 1:
+        meta["multiscale"] = True
+        return [([da.from_zarr(level) for level in levels], meta, "image")]
     return [(da.from_zarr(source.array), meta, "image")]

@@ -25,10 +25,12 @@ from .modes import (
     INSTANCES,
     MISSING_CHUNKS,
     NORM,
+    PYRAMID,
     Instances,
     MissingChunks,
     Norm,
     OutputDtype,
+    Pyramid,
 )
 from .normalization import global_statistics_apply
 from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_blocks, write_block
@@ -71,6 +73,7 @@ def denoise(
     batch_size: int | None = None,
     tta: bool = False,
     precision: Precision = "auto",
+    pyramid: Pyramid = PYRAMID.default,  # type: ignore[assignment]
     cpu_fallback: bool = False,
     block: int | tuple[int, ...] | None = None,
     resume: bool = False,
@@ -144,6 +147,11 @@ def denoise(
         When the GPU runs out of memory even for the smallest pieces of a tile, go on on
         the CPU instead of failing. Before that, every run halves its batch, then its
         tiles, for the same result, and says so (`napari_wne.backoff`).
+    pyramid:
+        Multiscale levels in an OME-Zarr `output` (`napari_wne.modes.PYRAMID`): "auto"
+        (default) adds them when Y or X exceeds 4096 px, "on" always, "off" never. Levels
+        halve Y and X (and Z where it is about as fine) down to about 1024 px, as 2x2 means,
+        so napari pans a huge result smoothly; TIFF outputs ignore it.
     block:
         Side of the blocks (one task each, one zarr shard each); default 4096 in 2D and
         (128, 512, 512) in 3D, capped by the image.
@@ -233,6 +241,7 @@ def denoise(
     else:  # plan here on the CPU; each worker resolves `device` on its own machine
         torch_device, reason = torch.device("cpu"), f"device {device} resolved on each worker"
     DTYPE.check(dtype)
+    PYRAMID.check(pyramid)
     out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
     settings = TileSettings(
         tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size, tta=tta,
@@ -267,7 +276,9 @@ def denoise(
             "every worker can reach"
         )
     if output is not None:
-        run = DiskRun(engine, source, layout, block_shape, out_dtype, stats, spec.name, settings)
+        run = DiskRun(
+            engine, source, layout, block_shape, out_dtype, stats, spec.name, settings, pyramid
+        )
         with connect(scheduler) as client:
             cluster = None if client is None else Cluster(client, str(device), resources)
             return write_run(

@@ -23,6 +23,7 @@ from .axes import InstanceLayout
 from .distributed import BlockJob, run_on_cluster
 from .engine import Block, Engine, TileSettings
 from .models import get_model
+from .modes import PYRAMID
 from .pipeline import CancelCheck, Progress, run_blocks, write_block
 from .sources import Source
 from .writers import (
@@ -34,6 +35,7 @@ from .writers import (
     ome_order,
     writer_for,
 )
+from .writers.pyramid import plan_levels
 
 __all__ = ["Cluster", "DiskRun", "write_run"]
 
@@ -60,6 +62,8 @@ class DiskRun:
     stats: dict[tuple[int, ...], tuple[float, float]] | None
     model: str
     settings: TileSettings
+    pyramid: str = PYRAMID.default
+    """`napari_wne.modes.PYRAMID`: multiscale levels in an OME-Zarr output."""
 
     @functools.cached_property
     def blocks(self) -> list[Block]:
@@ -126,8 +130,9 @@ class DiskRun:
 
     def plan(self) -> OutputPlan:
         axes, out_axes = self.layout.axes, self.out_axes
+        shape = tuple(self.source.shape[axes.index(a)] for a in out_axes)
         return OutputPlan(
-            shape=tuple(self.source.shape[axes.index(a)] for a in out_axes),
+            shape=shape,
             axes=out_axes,
             dtype=np.dtype(self.out_dtype),
             block=dict(zip(self.layout.spatial_axes, self.block_shape, strict=True)),
@@ -139,6 +144,7 @@ class DiskRun:
             units=dict(self.source.units),
             provenance=self.provenance(),
             channel_names=self.source.channel_names_for(axes),
+            levels=plan_levels(shape, out_axes, self.source.scale, self.pyramid),
         )
 
 

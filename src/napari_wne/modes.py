@@ -21,6 +21,7 @@ __all__ = [
     "NORM",
     "OUTPUT_FORMAT",
     "PRECISION",
+    "PYRAMID",
     "Instances",
     "MissingChunks",
     "Mode",
@@ -28,6 +29,7 @@ __all__ = [
     "OutputDtype",
     "OutputFormat",
     "Precision",
+    "Pyramid",
 ]
 
 DEFAULT_MODEL = "auto"
@@ -130,6 +132,19 @@ PRECISION = Mode(
     "'float16'",
 )
 
+Pyramid = Literal["auto", "on", "off"]
+PYRAMID = Mode(
+    "pyramid",
+    get_args(Pyramid),
+    "auto",
+    "multiscale levels in an OME-Zarr output, so napari pans a huge result smoothly at any "
+    "zoom: 'on' adds levels 1, 2, ... each the 2x2 mean of the one above (Z halved too "
+    "where its pixels are about as fine as Y/X) down to about 1024 px, in a resumable final "
+    "pass; 'auto' (default) does so when Y or X exceeds 4096 px; 'off' writes level 0 only. "
+    "TIFF outputs ignore it (they are never pyramids)",
+    words={"auto": "automatic (over 4096 px)", "on": "always", "off": "never"},
+)
+
 NOISE = Mode(
     "noise",
     ("mixed", "gaussian", "poisson-gaussian", "fixed", "camera"),
@@ -147,5 +162,6 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
 """Each output format's suffixes, the first being what new outputs are named with."""
 
 MODES: dict[str, Mode] = {
-    m.name: m for m in (NORM, DTYPE, INSTANCES, MISSING_CHUNKS, OUTPUT_FORMAT, PRECISION, NOISE)
+    m.name: m
+    for m in (NORM, DTYPE, INSTANCES, MISSING_CHUNKS, OUTPUT_FORMAT, PRECISION, PYRAMID, NOISE)
 }

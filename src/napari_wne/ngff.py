@@ -14,7 +14,7 @@ from typing import Any
 
 from .axes import KNOWN_AXES, letter_for_axis_name
 
-__all__ = ["NgffImage", "axes_from_dimension_names", "read_ngff_image"]
+__all__ = ["NgffImage", "axes_from_dimension_names", "read_ngff_image", "read_ngff_levels"]
 
 
 @dataclass
@@ -84,6 +84,39 @@ def channel_labels(omero: Any, axes: str, shape: tuple[int, ...]) -> tuple[str, 
     if len(labels) != shape[axes.index("C")] or not all(isinstance(x, str) for x in labels):
         return None
     return tuple(labels)
+
+
+def read_ngff_levels(path: Path) -> list[Any]:
+    """Every level of the first multiscales image at `path`, largest first, as zarr arrays:
+    what a viewer needs to show a pyramid (ours, `napari_wne.writers.pyramid`, or any other).
+
+    Stops at the first level that is missing or does not shrink, so a damaged pyramid still
+    opens at the levels it has; [] for a store without NGFF multiscales.
+    """
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        datasets = attrs.get("ome", attrs)["multiscales"][0]["datasets"]
+    except Exception:  # not a group, or no NGFF metadata: nothing to show as a pyramid
+        return []
+    levels: list[Any] = []
+    for dataset in datasets:
+        try:
+            array = group[str(dataset["path"])]
+        except (KeyError, TypeError):
+            break
+        if not isinstance(array, zarr.Array) or (
+            levels
+            and (
+                array.ndim != levels[-1].ndim
+                or any(n > m for n, m in zip(array.shape, levels[-1].shape, strict=True))
+            )
+        ):
+            break
+        levels.append(array)
+    return levels
 
 
 def axes_from_dimension_names(array: Any) -> str | None:

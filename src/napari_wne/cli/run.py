@@ -17,6 +17,7 @@ from ..modes import (
     NORM,
     OUTPUT_FORMAT,
     PRECISION,
+    PYRAMID,
     SUFFIXES,
 )
 
@@ -102,7 +103,7 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
         "--axes",
         help="e.g. YX, ZYX, TYX, CZYX (default: from the file); overrides what the file says",
     )
-    for mode in (MISSING_CHUNKS, INSTANCES):
+    for mode in (MISSING_CHUNKS, INSTANCES, PYRAMID):
         sub.add_argument(mode.option, default=mode.default, choices=mode.values, help=mode.help)
     sub.add_argument("--tile", type=int, nargs="+", help="tile side(s) in pixels")
     sub.add_argument(
@@ -269,6 +270,7 @@ def _denoise_file(
         batch_size=args.batch_size,
         tta=args.tta,
         precision=args.precision,
+        pyramid=args.pyramid,
         cpu_fallback=args.cpu_fallback,
         block=_one_or_tuple(args.block),
         resume=resume,

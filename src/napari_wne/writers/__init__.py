@@ -6,6 +6,7 @@
   path write through it; a writer owns the lock, creation, resume markers and finalize.
 - `plan`: `OutputPlan`, what a writer needs to know before the first block;
 - `ome_zarr`: the OME-Zarr store written block by block, complete only at the end;
+- `pyramid`: its multiscale levels, built in a resumable final pass before the metadata;
 - `tiff`: TIFFs streamed plane by plane from a resumable staging store;
 - `image`: `save_image`, an already computed image (a napari layer) through the same writers;
 - `paths`: which output paths are accepted and which folders are ours to replace;

@@ -28,6 +28,7 @@ POINTS = (
     "create.array",
     "block.written",
     "block.marked",
+    "pyramid.written",
     "finalize.checked",
     "finalize.attrs",
     "overwrite.removing",

@@ -19,6 +19,7 @@ from .._version import __version__
 from .ome_zarr import OmeZarrWriter
 from .paths import output_format
 from .plan import OutputPlan, ome_order
+from .pyramid import plan_levels
 from .result import DenoisedImage
 from .tiff import TiffWriter
 
@@ -63,6 +64,7 @@ def save_image(
         blocks=tuple(regions), record={"saved": name or path.name}, fingerprint=None,
         name=name or path.name.split(".")[0], scale=dict(scale or {}), units=dict(units or {}),
         provenance={"software": "napari-wne", "version": __version__, "saved_from": "array"},
+        levels=plan_levels(shape, out_axes, scale),  # a huge layer: "auto" adds levels
     )  # fmt: skip
     writer = OmeZarrWriter(path) if kind == "ome-zarr" else TiffWriter(path, kind)
     writer.check(plan)

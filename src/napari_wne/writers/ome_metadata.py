@@ -38,16 +38,16 @@ def ome_attributes(
     scale: dict[str, float],
     units: dict[str, str],
     name: str,
-    levels: Sequence[tuple[str, Sequence[float]]] | None = None,
+    datasets: Sequence[dict[str, Any]] | None = None,
     channels: Sequence[str] | None = None,
     windows: Sequence[tuple[float, float, float, float]] | None = None,
 ) -> dict[str, Any]:
     """The group's ``ome`` attribute, validated by yaozarrs.
 
-    `axes` are letters in OME order; `scale` and `units` per letter. `levels` lists each
-    resolution level's array path and its per-axis downsampling factors (default: one
-    level, ``"0"``). `channels` and `windows` (start, end, min, max per channel) add the
-    ``omero`` block.
+    `axes` are letters in OME order; `scale` and `units` per letter. `datasets` lists each
+    resolution level (path and coordinate transformations, as `writers.pyramid.ome_datasets`
+    makes them; default: one level, ``"0"``, at `scale`). `channels` and `windows` (start,
+    end, min, max per channel) add the ``omero`` block.
     """
     from yaozarrs import v05
 
@@ -58,22 +58,17 @@ def ome_attributes(
             axis["unit"] = units[letter]
         ome_axes.append(axis)
     base = [float(scale.get(a, 1.0)) for a in axes]
-    datasets = [
-        v05.Dataset(
-            path=path,
-            coordinateTransformations=[
-                v05.ScaleTransformation(scale=[s * f for s, f in zip(base, factors, strict=True)])
-            ],
-        )
-        for path, factors in (levels or [("0", [1.0] * len(axes))])
+    levels = datasets or [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": base}]}
     ]
+    checked = [v05.Dataset.model_validate(level) for level in levels]
     omero = None
     if channels is not None:
         if windows is None or len(windows) != len(channels):
             raise ValueError("ome_attributes: give one display window per channel name")
         omero = _omero(v05, list(channels), windows)
     image = v05.Image(
-        multiscales=[v05.Multiscale(name=name, axes=ome_axes, datasets=datasets)], omero=omero
+        multiscales=[v05.Multiscale(name=name, axes=ome_axes, datasets=checked)], omero=omero
     )
     return image.model_dump(mode="json", exclude_none=True)
 

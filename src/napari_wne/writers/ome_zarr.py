@@ -43,6 +43,7 @@ from .lock import output_lock
 from .ome_metadata import channel_windows, ome_attributes
 from .paths import foreign_entries, is_our_state, owner, remove_ours, remove_state, state_dir
 from .plan import Fill, OutputPlan, ome_order
+from .pyramid import build_pyramid, ome_datasets
 from .result import DenoisedImage
 
 __all__ = [
@@ -295,6 +296,7 @@ class OmeZarrOutput:
         name: str,
         info: dict,
         channel_names: tuple[str, ...] | None = None,
+        levels: tuple[tuple[int, ...], ...] = (),
     ) -> None:
         """Write the OME metadata that makes the image visible as finished.
 
@@ -318,7 +320,7 @@ class OmeZarrOutput:
             windows = channel_windows(self.array(mode="r"), axes)
         ome = ome_attributes(
             axes=axes, scale=scale, units=units, name=name, channels=channel_names,
-            windows=windows,
+            windows=windows, datasets=ome_datasets(axes, scale, levels),
         )  # fmt: skip
         group = zarr.open_group(str(self.path), mode="r+")
         group.attrs.update({"ome": ome, "napari_wne": {"complete": True, **info}})
@@ -343,15 +345,21 @@ class OmeZarrWriter:
         """Hold the lock, create the store (or reopen it for `resume`), let `fill` compute
         the blocks not yet marked done, and finalize it once every block has its marker."""
         store = OmeZarrOutput(self.path)
+        record = (
+            {**plan.record, "pyramid": [list(f) for f in plan.levels]}
+            if plan.levels
+            else plan.record
+        )
         with store.disk_errors(), output_lock(self.path):
             began, clock = _now(), time.monotonic()
             resumed = store.create(
                 shape=plan.shape, dtype=plan.dtype, axes=plan.axes, chunks=plan.chunks,
-                shards=plan.shards, run=plan.record, fingerprint=plan.fingerprint,
+                shards=plan.shards, run=record, fingerprint=plan.fingerprint,
                 overwrite=overwrite, resume=resume,
             )  # fmt: skip
             if not (resumed and store.is_complete()):
                 fill(store)
+                build_pyramid(store, plan.levels)  # after every level-0 block: resumable
                 timing = {
                     "started": store.started() or began,
                     "resumed": began if resumed else None,
@@ -359,11 +367,11 @@ class OmeZarrWriter:
                     "wall_seconds": round(time.monotonic() - clock, 3),
                 }
                 provenance = {**plan.provenance, "timing": timing} if plan.provenance else {}
-                info = {**plan.record, "input_fingerprint": plan.fingerprint}
+                info = {**record, "input_fingerprint": plan.fingerprint}
                 store.finalize(
                     blocks=plan.blocks, axes=plan.axes, scale=plan.scale, units=plan.units,
                     name=plan.name, info={**info, "provenance": provenance},
-                    channel_names=plan.channel_names,
+                    channel_names=plan.channel_names, levels=plan.levels,
                 )  # fmt: skip
         return DenoisedImage(self.path, plan.axes, plan.scale, plan.units, "ome-zarr")
 

@@ -41,6 +41,7 @@ _STORE_ENTRIES = {"zarr.json", "0", LEGACY_STATE_DIR}
 _STATE_ENTRIES = {"run.json", "input.json", "created", "blocks"}
 _ZARR_LEFTOVER = re.compile(r"zarr\.[0-9a-f]{32}\.partial")  # zarr's own atomic-write temp
 _PARTIAL = re.compile(r"\..+\.partial")  # our own atomic-write temp (ome_zarr._write_atomic)
+_LEVEL = re.compile(r"[1-9][0-9]?")  # a pyramid level's array (`writers.pyramid`)
 _COMPOUND = (".ome.zarr", ".ome.tiff", ".ome.tif")
 
 
@@ -186,9 +187,13 @@ def remove_ours(path: Path) -> None:
 
 
 def _is_store_entry(name: str) -> bool:
-    """An entry one of our stores may hold: its group metadata, its array, a 0.1 store's
-    bookkeeping folder, or zarr's own atomic-write leftover."""
-    return name in _STORE_ENTRIES or bool(_ZARR_LEFTOVER.fullmatch(name))
+    """An entry one of our stores may hold: its group metadata, its array, its pyramid
+    levels, a 0.1 store's bookkeeping folder, or zarr's own atomic-write leftover."""
+    return (
+        name in _STORE_ENTRIES
+        or bool(_ZARR_LEFTOVER.fullmatch(name))
+        or bool(_LEVEL.fullmatch(name))
+    )
 
 
 def _says_finished(path: Path) -> bool:

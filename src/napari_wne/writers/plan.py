@@ -59,6 +59,9 @@ class OutputPlan:
     channel_names: tuple[str, ...] | None = None
     """The input's channel names, one per index of C, carried to the result; None when
     the input names none (then OME-Zarr has no ``omero`` block, OME-TIFF default names)."""
+    levels: tuple[tuple[int, ...], ...] = ()
+    """Multiscale levels below level 0: each one's factor per axis (`writers.pyramid`).
+    Only OME-Zarr outputs build them; TIFF writers ignore them."""
 
     @property
     def shards(self) -> tuple[int, ...]:

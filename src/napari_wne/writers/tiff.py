@@ -112,7 +112,10 @@ class TiffWriter:
                 )
             fresh = not resume or staged in ("absent", "empty")
             try:
-                OmeZarrWriter(self.staging).write(plan, fill, resume=resume, overwrite=not resume)
+                staged_plan = dataclasses.replace(plan, levels=())  # TIFFs are never pyramids
+                OmeZarrWriter(self.staging).write(
+                    staged_plan, fill, resume=resume, overwrite=not resume
+                )
             except (ValueError, TypeError):  # bad input or settings: nothing worth resuming
                 if fresh and owner(self.staging) == "ours":
                     remove_ours(self.staging)
