@@ -7,9 +7,11 @@ that reaches into it, so the result of a voxel never depends on how blocks were 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +63,9 @@ class TileSettings:
     in float64/float32 whatever this says."""
     cpu_fallback: bool = False
     """Out of device memory even in the smallest pieces: go on on the CPU, not fail."""
+    overlap: bool = dataclasses.field(default_factory=lambda: _env_flag("NAPARI_WNE_OVERLAP"))
+    """Read the next block and write the previous one while this one computes
+    (`napari_wne.overlap`); same pixels either way. NAPARI_WNE_OVERLAP=0 turns it off."""
 
     def __post_init__(self) -> None:
         """Sizes are whole pixels: refuse 256.0 or "256" here, with the field's name."""
@@ -87,6 +92,14 @@ class TileSettings:
         if len(self.tile) != spatial_dims:
             raise ValueError(f"tile {self.tile} needs {spatial_dims} sizes, one per spatial axis")
         return tuple(int(t) for t in self.tile)
+
+
+def _env_flag(name: str, default: bool = True) -> bool:
+    """An on/off switch from the environment ("0", "false", "no", "off" mean off)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
 def _whole(value: object) -> bool:
