@@ -175,3 +175,33 @@ def test_an_error_in_compute_lets_the_write_under_way_finish():
         run_in_order(5, lambda i: i, compute, write)
     assert landed == [0, 1]  # block 1's write was under way: it finished before the raise
     assert not _io_threads()
+
+
+def test_on_the_cpu_tiles_reach_the_model_and_come_back_without_a_copy():
+    from napari_wne.transfer import to_device, to_host
+
+    stack = np.random.default_rng(1).normal(size=(2, 16, 16))
+    x = to_device(stack, torch.device("cpu"))
+    assert np.shares_memory(x.numpy(), stack)
+    assert np.shares_memory(to_host(x, torch.float64), stack)
+
+
+def test_channels_last_backbone_computes_what_the_default_layout_does(monkeypatch):
+    """Where the measured table turns channels_last on, only the kernels change."""
+    from napari_wne import acceleration
+    from napari_wne.models import get_model, load_model
+
+    model = load_model("dncnn-wne", 2, "cpu")
+    arch = get_model("dncnn-wne").backbone
+    cpu = torch.device("cpu")
+    assert acceleration.accelerate(model, cpu, arch, "float32", 2) is model  # table says no
+    monkeypatch.setattr(acceleration, "CHANNELS_LAST", frozenset({("cpu", arch, "float32")}))
+    fast = acceleration.accelerate(model, cpu, arch, "float32", 2)
+    assert isinstance(fast.backbone, acceleration.ChannelsLast)
+    assert next(model.backbone.parameters()).is_contiguous()  # the shared model is untouched
+    x = torch.randn(2, 1, 40, 48, dtype=torch.float64) * 30 + 200
+    with torch.inference_mode():
+        expected, got = model(x), fast(x)
+    assert got.is_contiguous()
+    # other kernels sum in another order: float32 rounding over 17 layers, no more
+    assert float((got - expected).abs().max() / expected.std()) < 1e-4
