@@ -163,6 +163,9 @@ def main() -> None:
                     flush=True,
                 )
     load_after = os.getloadavg()
+    ratios = [
+        on["seconds"] / off["seconds"] for on, off in zip(runs[False], runs[True], strict=True)
+    ]
     rows = [
         "| overlapped I/O | runs | median time (s) | kvoxel/s | x CAREamics (116) "
         "| median peak RSS (MiB) |",
@@ -185,12 +188,14 @@ def main() -> None:
     if args.no_write:
         return
     load = " / ".join(f"{a:.1f} to {b:.1f}" for a, b in zip(load_before, load_after, strict=True))
+    full = args.planes == 60
     write_section(
-        "bench_overlap",
+        "bench_overlap" if full else f"bench_overlap_{args.planes}",
         [
-            "## End to end on the 60x1024x1024 stack, overlapped I/O on and off",
+            f"## End to end on the {'x'.join(map(str, shape))} stack, overlapped I/O on and off",
             "",
-            f"Measured {date.today()} with `python benchmarks/bench_overlap.py` (torch "
+            f"Measured {date.today()} with `python benchmarks/bench_overlap.py"
+            f"{'' if full else f' --planes {args.planes}'} --rounds {args.rounds}` (torch "
             f"{torch.__version__}, {machine(torch.device('cpu'))}, default model, precision "
             "and tiling). **This machine has 2 cores, shared with a training job running at "
             "1 thread** (load average 1/5/15 min: "
@@ -203,7 +208,9 @@ def main() -> None:
             "",
             *rows,
             "",
-            f"Overlap on / off throughput: **{rates[True] / rates[False]:.3f}x**. Against "
+            f"Overlap on / off throughput: **{rates[True] / rates[False]:.3f}x** (per round, "
+            f"paired: {', '.join(f'{r:.3f}' for r in ratios)}; median "
+            f"{statistics.median(ratios):.3f}). Against "
             f"CAREamics 0.3.5 N2V2 (116 kvoxel/s on this stack and machine class): "
             f"**{rates[True] / CAREAMICS_KVOXELS:.2f}x** (target 3x).",
             "",
