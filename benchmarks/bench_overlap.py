@@ -177,7 +177,7 @@ def main() -> None:
         peak = statistics.median(r["peak_mib"] for r in runs[overlap])
         rates[overlap] = voxels / seconds / 1e3
         rows.append(
-            f"| {'on (default)' if overlap else 'off'} | {len(runs[overlap])} | {seconds:.1f} "
+            f"| {'on' if overlap else 'off (CPU default)'} | {len(runs[overlap])} | {seconds:.1f} "
             f"| {rates[overlap]:.0f} | {rates[overlap] / CAREAMICS_KVOXELS:.2f}x | {peak:.0f} |"
         )
     every = "; ".join(

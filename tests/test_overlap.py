@@ -55,7 +55,19 @@ def test_overlapped_run_equals_the_sequential_one_pixel_for_pixel(tmp_path, stac
     assert not _io_threads()
 
 
-def _engine(stack: np.ndarray, overlap: bool) -> tuple[Engine, list]:
+def test_overlap_is_on_for_a_gpu_and_off_on_the_cpu_unless_asked(stack, monkeypatch):
+    from napari_wne.pipeline import overlaps
+
+    monkeypatch.delenv("NAPARI_WNE_OVERLAP", raising=False)
+    assert TileSettings().overlap is None
+    engine, _ = _engine(stack, None)
+    assert not overlaps(engine)  # measured slower on the CPU: docs/performance.md
+    engine.device = torch.device("cuda")  # only the decision is read here
+    assert overlaps(engine)
+    assert overlaps(_engine(stack, True)[0]) and not overlaps(_engine(stack, False)[0])
+
+
+def _engine(stack: np.ndarray, overlap: bool | None) -> tuple[Engine, list]:
     layout = parse_axes("TYX", stack.shape)
     settings = TileSettings(tile=64, halo=8, blend=8, precision="float32", overlap=overlap)
     engine = Engine("dncnn-wne", layout, stack.shape[1:], torch.device("cpu"), settings)

@@ -1,8 +1,8 @@
 """Run an `Engine` over every block: in memory, lazily with dask, or into an OME-Zarr.
 
-Reading the next block and writing the last one run in background threads while the
-device computes, with at most one block in flight each way, so memory stays bounded by
-the block size whatever the size of the image.
+On a GPU, reading the next block and writing the last one run in background threads while
+the device computes (`napari_wne.overlap`), with at most one block in flight each way, so
+memory stays bounded by the block size whatever the size of the image.
 """
 
 from __future__ import annotations
@@ -153,8 +153,9 @@ def run_blocks(
 
     `progress` hears after every block; `tile_progress`, when given, also after every
     forward pass inside a block (for a live bar when one block is a whole large plane).
-    With `engine.settings.overlap` (the default) the next block is read and the previous
-    one written in background threads (`napari_wne.overlap`); the pixels are the same.
+    With `engine.settings.overlap` (by default on a GPU, not on the CPU) the next block is
+    read and the previous one written in background threads (`napari_wne.overlap`); the
+    pixels are the same.
     """
     total = len(blocks) + done_before if total is None else total
     if not blocks:
@@ -189,8 +190,14 @@ def run_blocks(
         lambda i, values: write(blocks[i], values),
         before=check,
         written=written,
-        overlap=engine.settings.overlap,
+        overlap=overlaps(engine),
     )
+
+
+def overlaps(engine: Engine) -> bool:
+    """Whether this run overlaps I/O with compute: as asked, else only off the CPU."""
+    asked = engine.settings.overlap
+    return engine.device.type != "cpu" if asked is None else asked
 
 
 @functools.cache
