@@ -4,14 +4,15 @@ For every shipped model and every precision the device supports, this denoises t
 microscopy pairs (benchmarks/_data.py, 512x512 each, one tile) with `denoise(...,
 precision=...)` and reports throughput in output voxels/s, the network's FLOP per voxel,
 the PSNR loss against float32 (mean over the pairs, gain-fitted as in docs/results.md) and
-the equivariance error max |f(a*y+b) - (a*f(y)+b)| / (a*std y). On a CPU it also times the
-backbones in channels_last against the default layout, sweeps the voxels per forward pass
-(`napari_wne.devices.CPU_BATCH_VOXELS`). `--compile` instead times `torch.compile`
-against eager mode, in a section of its own.
+the equivariance error max |f(a*y+b) - (a*f(y)+b)| / (a*std y). On a CPU it also sweeps
+the voxels per forward pass (`napari_wne.devices.CPU_BATCH_VOXELS`). `--layout` times the
+backbones in channels_last against the default layout, and `--compile` `torch.compile`
+against eager mode, each alternately, in a section of its own.
 
     python benchmarks/bench_devices.py                 # CPU (and CUDA when present)
     python benchmarks/bench_devices.py --quick         # 2 pairs, 2 models: a smoke run
     python benchmarks/bench_devices.py --compile       # torch.compile on the CPU only
+    python benchmarks/bench_devices.py --layout        # channels_last on the CPU only
     python benchmarks/bench_devices.py --equivariance  # float32-input equivariance only
 
 Precisions alternate image by image, so load drift on a shared machine hits all alike.
@@ -22,8 +23,10 @@ precision at a loss under 0.05 dB.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
+import statistics
 import time
 from datetime import date
 
@@ -141,17 +144,47 @@ def time_backbone(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> flo
     return best
 
 
-def layout_table(models: list[str], size: int, repeats: int) -> list[str]:
-    """channels_last against the default layout, per backbone and precision (CPU)."""
+def alternate(first, second, x: torch.Tensor, rounds: int) -> tuple[float, float]:
+    """Median seconds of two modules on `x`, timed alternately after one warm-up each, so
+    a shared machine's load drift hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    with torch.inference_mode():
+        first(x)
+        second(x)
+        for round_ in range(rounds):
+            order = (0, 1) if round_ % 2 == 0 else (1, 0)
+            for which in order:
+                start = time.perf_counter()
+                (first, second)[which](x)
+                times[which].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+class ChannelsLast(torch.nn.Module):
+    """A module whose input arrives in channels_last (its weights converted beforehand)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.contiguous(memory_format=torch.channels_last))
+
+
+def layout_table(models: list[str], size: int, rounds: int) -> list[str]:
+    """channels_last (weights and input) against the default layout, per backbone and
+    precision, on the CPU."""
     rows = []
     for model in models:
         backbone = load_model(model, 2, "cpu").backbone
+        last = copy.deepcopy(backbone).to(memory_format=torch.channels_last)
         x = torch.randn(1, 1, size, size)
-        last = x.contiguous(memory_format=torch.channels_last)
-        for p in supported_precisions("cpu"):
-            net = backbone if p == "float32" else Autocast(backbone, getattr(torch, p))
-            plain, cl = time_backbone(net, x, repeats), time_backbone(net, last, repeats)
-            rows.append(f"| `{model}` | {p} | {plain:.3f} | {cl:.3f} | {plain / cl:.2f}x |")
+        for p in ("float32", "float16"):
+            plain, cl = backbone, ChannelsLast(last)
+            if p != "float32":
+                plain, cl = Autocast(plain, getattr(torch, p)), Autocast(cl, getattr(torch, p))
+            t_plain, t_cl = alternate(plain, cl, x, rounds)
+            rows.append(f"| `{model}` | {p} | {t_plain:.3f} | {t_cl:.3f} | {t_plain / t_cl:.2f}x |")
             print(rows[-1], flush=True)
     return rows
 
@@ -169,22 +202,39 @@ def batch_table(model: str, tile: int, budgets: list[int]) -> list[str]:
     return rows
 
 
-def compile_row(model: str, size: int) -> str:
-    """torch.compile (inductor) against eager, float32, one tile, after compiling."""
-    backbone = load_model(model, 2, "cpu").backbone
-    x = torch.randn(1, 1, size, size)
-    eager = time_backbone(backbone, x, 3)
-    start = time.perf_counter()
-    try:
-        compiled = torch.compile(backbone)
+def compile_rows(model: str, size: int, rounds: int) -> list[str]:
+    """torch.compile (inductor) against eager, one tile, timed alternately after compiling."""
+    rows = []
+    for p in ("float32", "float16"):
+        backbone = load_model(model, 2, "cpu").backbone
+        eager = backbone if p == "float32" else Autocast(backbone, getattr(torch, p))
+        x = torch.randn(1, 1, size, size)
+        start = time.perf_counter()
+        try:
+            compiled = torch.compile(eager, dynamic=False)
+            with torch.inference_mode():
+                compiled(x)
+        except Exception as err:  # a missing compiler is a result here
+            rows.append(f"| `{model}` | {p} | {size}x{size} | | failed: {type(err).__name__} | | |")
+            continue
+        build = time.perf_counter() - start
+        t_eager, t_compiled = alternate(eager, compiled, x, rounds)
         with torch.inference_mode():
-            compiled(x)
-    except Exception as err:  # a missing compiler is a result here
-        return f"| `{model}` | {size}x{size} | {eager:.3f} | failed: {type(err).__name__} | | |"
-    build = time.perf_counter() - start
-    fast = time_backbone(compiled, x, 3)
-    gain = eager / fast
-    return f"| `{model}` | {size}x{size} | {eager:.3f} | {fast:.3f} | {gain:.2f}x | {build:.0f} |"
+            error = float((compiled(x) - eager(x)).abs().max() / eager(x).std())
+        rows.append(
+            f"| `{model}` | {p} | {size}x{size} | {t_eager:.3f} | {t_compiled:.3f} | "
+            f"{t_eager / t_compiled:.2f}x | {build:.0f} | {error:.1e} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _shared_note() -> str:
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        "2 cores shared with a training job at 1 thread and other work, load average "
+        f"{load} at the end"
+    )
 
 
 def main() -> None:
@@ -194,6 +244,8 @@ def main() -> None:
     parser.add_argument(
         "--equivariance", action="store_true", help="only the float32-input equivariance table"
     )
+    parser.add_argument("--layout", action="store_true", help="only the channels_last table")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --layout, --compile")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -217,20 +269,40 @@ def main() -> None:
         )
         return
     if args.compile:
-        row = compile_row("unet-wne", 512)
         write_section(
             "bench_devices_compile",
             [
                 "## torch.compile",
                 "",
                 f"Measured {date.today()} with `python benchmarks/bench_devices.py --compile` "
-                f"(torch {torch.__version__}, {machine(torch.device('cpu'))}): the "
-                "`unet-wne` backbone, float32, one tile, best of 3 after compiling "
-                "(inductor). Kept only where it gains.",
+                f"(torch {torch.__version__}, {machine(torch.device('cpu'))}; "
+                f"{_shared_note()}): the `unet-wne` backbone on one tile, compiled with "
+                "inductor (`dynamic=False`), then eager and compiled timed alternately, "
+                f"medians of {args.rounds}. Error: max |compiled - eager| / std(eager).",
                 "",
-                "| model | tile | eager (s) | compiled (s) | gain | compile time (s) |",
-                "|---|---|---|---|---|---|",
-                row,
+                "| model | precision | tile | eager (s) | compiled (s) | gain "
+                "| compile time (s) | error |",
+                "|---|---|---|---|---|---|---|---|",
+                *compile_rows("unet-wne", 512, args.rounds),
+            ],
+        )
+        return
+    if args.layout:
+        models = [name for name, spec in MODELS.items() if spec.trained and name.endswith("-wne")]
+        write_section(
+            "bench_devices_layout",
+            [
+                "## channels_last",
+                "",
+                f"Measured {date.today()} with `python benchmarks/bench_devices.py --layout` "
+                f"(torch {torch.__version__}, {machine(torch.device('cpu'))}; "
+                f"{_shared_note()}): each WNE backbone on one 512x512 tile, weights and input "
+                "in channels_last against the default layout, timed alternately, medians of "
+                f"{args.rounds}, seconds.",
+                "",
+                "| model | precision | default layout (s) | channels_last (s) | gain |",
+                "|---|---|---|---|---|",
+                *layout_table(models, 512, args.rounds),
             ],
         )
         return
@@ -265,13 +337,6 @@ def main() -> None:
         print(f"{device} auto picks: {picks}", flush=True)
     if not args.quick:
         lines += [
-            "",
-            f"**channels_last** (CPU, {machine(torch.device('cpu'))}): backbone forward on "
-            "one 512x512 tile, best of 3, seconds.",
-            "",
-            "| model | precision | default layout (s) | channels_last (s) | gain |",
-            "|---|---|---|---|---|",
-            *layout_table([m for m in models if m.endswith("-wne")], 512, 3),
             "",
             "**Voxels per forward pass** (CPU, `unet-wne` backbone, float32, 128x128 tiles):",
             "",

@@ -7,24 +7,29 @@ that reaches into it, so the result of a voxel never depends on how blocks were 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .acceleration import accelerate
 from .axes import InstanceLayout
 from .backbones import BACKBONES
 from .backoff import Backoff, tile_stats
 from .devices import batch_voxels, resolve_device
+from .engine_checks import check_float32_range, check_result
 from .models import get_model, load_model
 from .modes import NORM, Norm
 from .normalization import check_finite, takes_statistics
 from .precision import Precision, resolve_precision, with_precision
 from .tiling import Tile, TileGrid, smallest_tile
+from .transfer import to_device, to_host
 from .tta import with_tta
 from .wne import WNE
 
@@ -62,6 +67,16 @@ class TileSettings:
     in float64/float32 whatever this says."""
     cpu_fallback: bool = False
     """Out of device memory even in the smallest pieces: go on on the CPU, not fail."""
+    overlap: bool | None = dataclasses.field(
+        default_factory=lambda: _env_flag("NAPARI_WNE_OVERLAP")
+    )
+    """Read the next block and write the previous one while this one computes
+    (`napari_wne.overlap`); same pixels either way. None (the default): on for a GPU, off
+    on the CPU, where the I/O threads took cores from torch's and a 60-plane run was 0.73x
+    to 0.87x as fast (docs/performance.md). NAPARI_WNE_OVERLAP=1 or 0 forces it."""
+    compile: bool = False
+    """Compile the backbone with `torch.compile` (`napari_wne.acceleration`): minutes of
+    compiling per tile shape first, so worth it only for long runs; off by default."""
 
     def __post_init__(self) -> None:
         """Sizes are whole pixels: refuse 256.0 or "256" here, with the field's name."""
@@ -88,6 +103,15 @@ class TileSettings:
         if len(self.tile) != spatial_dims:
             raise ValueError(f"tile {self.tile} needs {spatial_dims} sizes, one per spatial axis")
         return tuple(int(t) for t in self.tile)
+
+
+def _env_flag(name: str) -> bool | None:
+    """An on/off switch from the environment ("0", "false", "no", "off" mean off); None
+    when it is not set."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
 def _whole(value: object) -> bool:
@@ -167,6 +191,10 @@ class Engine:
             normalized=isinstance(model, WNE),
         )  # fmt: skip
         model = with_precision(model, self.precision)
+        model = accelerate(
+            model, device, get_model(self.model_name).backbone, self.precision,
+            self.layout.spatial_dims, compile=self.settings.compile,
+        )  # fmt: skip
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # tiles repeat one shape: tune once
             # float32 means float32: TF32 convolutions round to 10 bits, like float16.
@@ -223,7 +251,7 @@ class Engine:
         check_finite(data)
         wne = isinstance(self.model, WNE)
         if not wne:
-            _check_float32_range(data, self.model_name)
+            check_float32_range(data, self.model_name)
         # WNE models get float64 tiles: their statistics and normalization run in float64,
         # only the normalized values (of order one) reach the backbone as float32.
         tile_dtype = np.float64 if wne else np.float32
@@ -253,7 +281,7 @@ class Engine:
                 on_tiles(done, len(tiles))
         # The weights add to one already; dividing absorbs their last-bit rounding.
         result = out / weight
-        _check_result(result, data, region, self.model_name, wne)
+        check_result(result, data, region, self.model_name, wne)
         return result
 
     def _tile_input(
@@ -275,15 +303,16 @@ class Engine:
 
     def _forward(self, stack: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
         """The model's output for a stack of tiles, in the stack's dtype."""
-        x = torch.from_numpy(stack).unsqueeze(1)
-        if x.dtype != torch.float64 or self.device.type != "mps":
-            x = x.to(self.device)  # MPS holds no float64: WNE normalizes on the CPU there
+        device = self.device
+        if stack.dtype == np.float64 and device.type == "mps":
+            device = torch.device("cpu")  # MPS holds no float64: WNE normalizes on the CPU
+        x = to_device(stack, device).unsqueeze(1)  # pinned and asynchronous on CUDA
         with torch.inference_mode():
             if stats is not None and takes_statistics(self.model):
                 y = self.model(x, stats=stats)
             else:
                 y = self.model(x)
-        return y[:, 0].to("cpu", x.dtype).numpy()
+            return to_host(y[:, 0], x.dtype)
 
 
 @functools.lru_cache(maxsize=4)
@@ -320,48 +349,6 @@ def _shift(slices: Sequence[slice], origin: Sequence[slice]) -> tuple[slice, ...
     return tuple(
         slice(s.start - o.start, s.stop - o.start) for s, o in zip(slices, origin, strict=True)
     )
-
-
-def _check_float32_range(data: np.ndarray, model: str) -> None:
-    """Plain models compute on raw intensities in float32: refuse what float32 cannot hold."""
-    if data.dtype.kind != "f" or data.dtype.itemsize <= 4:
-        return
-    largest = float(np.abs(data).max())
-    if largest > float(np.finfo(np.float32).max):
-        raise ValueError(
-            f"the image has values up to {largest:.4g}, beyond the float32 range (3.4e38) in "
-            f"which the plain model {model!r} computes; rescale the image (e.g. divide it by "
-            "1e30), or use a WNE model (e.g. 'unet-wne'), which normalizes in float64 first"
-        )
-
-
-def _check_result(
-    result: np.ndarray, data: np.ndarray, region: tuple[slice, ...], model: str, wne: bool
-) -> None:
-    """Never hand on NaN or infinity as a result: say why it happened and what to do."""
-    finite = np.isfinite(result)
-    if finite.all():
-        return
-    span = f"{float(data.min()):.4g} to {float(data.max()):.4g}"
-    where = ", ".join(f"{r.start}:{r.stop}" for r in region)
-    problem = (
-        f"model {model!r} gave {int(finite.size - finite.sum())} NaN or infinite values "
-        f"in the block at [{where}] (input values {span})"
-    )
-    if wne:
-        advice = f"the denoised intensities do not fit in {result.dtype}; rescale the image"
-        advice += (
-            " (e.g. divide it by 1e6)"
-            if result.dtype == np.float64
-            else ", or pass it as float64 (with dtype='input' to keep float64)"
-        )
-    else:
-        advice = (
-            "a plain model computes on raw intensities in float32; rescale the image to a "
-            "moderate range (e.g. 0 to 1000), or use a WNE model (e.g. 'unet-wne'), which "
-            "normalizes in float64 first"
-        )
-    raise ValueError(f"{problem}: {advice}")
 
 
 EXACT_HALO_MAX = 32

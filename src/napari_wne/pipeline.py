@@ -1,8 +1,8 @@
 """Run an `Engine` over every block: in memory, lazily with dask, or into an OME-Zarr.
 
-Reading the next block and writing the last one run in background threads while the
-device computes, with at most one block in flight each way, so memory stays bounded by
-the block size whatever the size of the image.
+On a GPU, reading the next block and writing the last one run in background threads while
+the device computes (`napari_wne.overlap`), with at most one block in flight each way, so
+memory stays bounded by the block size whatever the size of the image.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dask.array as da
@@ -22,6 +21,7 @@ import numpy as np
 from .axes import InstanceLayout, select
 from .engine import Block, Engine
 from .normalization import global_stats
+from .overlap import run_in_order
 from .sources import Source
 
 __all__ = [
@@ -153,37 +153,51 @@ def run_blocks(
 
     `progress` hears after every block; `tile_progress`, when given, also after every
     forward pass inside a block (for a live bar when one block is a whole large plane).
+    With `engine.settings.overlap` (by default on a GPU, not on the CPU) the next block is
+    read and the previous one written in background threads (`napari_wne.overlap`); the
+    pixels are the same.
     """
     total = len(blocks) + done_before if total is None else total
     if not blocks:
         return
     limit_malloc_arenas()
-    start, voxels = time.perf_counter(), 0
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="napari-wne-io") as pool:
-        reading: Future = pool.submit(read_block, engine, source, axes, blocks[0])
-        writing: Future | None = None
-        for i, block in enumerate(blocks):
-            if _is_cancelled(cancel):
-                if writing is not None:
-                    writing.result()
-                raise Cancelled(f"cancelled after {done_before + i} of {total} blocks")
-            box, tiles, data = reading.result()
-            if i + 1 < len(blocks):
-                reading = pool.submit(read_block, engine, source, axes, blocks[i + 1])
-            stat = None if stats is None else stats[block.batch_index]
-            on_tiles = None
-            if tile_progress is not None:
-                on_tiles = functools.partial(
-                    _report_tiles, tile_progress, done_before + i, total, voxels, block, start
-                )
-            result = engine.compute(data, box, tiles, block.region, stat, on_tiles)
-            if writing is not None:
-                writing.result()
-                _report(progress, done_before + i, total, voxels, start)
-            writing = pool.submit(write, block, result)
-            voxels += block.voxels
-        writing.result()
-        _report(progress, done_before + len(blocks), total, voxels, start)
+    start = time.perf_counter()
+    voxels = [0]  # output voxels of the blocks written so far
+
+    def check(i: int) -> None:
+        if _is_cancelled(cancel):
+            raise Cancelled(f"cancelled after {done_before + i} of {total} blocks")
+
+    def compute(i: int, read: tuple) -> np.ndarray:
+        box, tiles, data = read
+        block = blocks[i]
+        stat = None if stats is None else stats[block.batch_index]
+        on_tiles = None
+        if tile_progress is not None:
+            on_tiles = functools.partial(
+                _report_tiles, tile_progress, done_before + i, total, voxels[0], block, start
+            )
+        return engine.compute(data, box, tiles, block.region, stat, on_tiles)
+
+    def written(i: int) -> None:
+        voxels[0] += blocks[i].voxels
+        _report(progress, done_before + i + 1, total, voxels[0], start)
+
+    run_in_order(
+        len(blocks),
+        lambda i: read_block(engine, source, axes, blocks[i]),
+        compute,
+        lambda i, values: write(blocks[i], values),
+        before=check,
+        written=written,
+        overlap=overlaps(engine),
+    )
+
+
+def overlaps(engine: Engine) -> bool:
+    """Whether this run overlaps I/O with compute: as asked, else only off the CPU."""
+    asked = engine.settings.overlap
+    return engine.device.type != "cpu" if asked is None else asked
 
 
 @functools.cache
