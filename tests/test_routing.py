@@ -1,4 +1,5 @@
-"""`model="auto"`: the noise of the image decides between the white- and correlated-noise models."""
+"""`model="auto"`: the noise of the image decides between the white- and correlated-noise
+models, and a Z-stack denoised in 3-D with white noise gets the 3-D model."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from napari_wne.camera import CameraNoise, simulate_camera
 from napari_wne.phantoms import fluorescence_phantom
 from napari_wne.routing import (
     CORRELATED_NOISE_MODEL,
+    MIN_PLANES,
+    VOLUME_MODEL,
     WHITE_NOISE_MODEL,
     choose_model,
     routing_sample,
@@ -55,10 +58,10 @@ def test_smoothed_noise_gets_the_correlated_noise_model(photons):
 
 def test_slowly_decaying_signal_is_not_read_as_correlated_noise():
     """The bundled 3-D sample: white noise on smooth nuclei, whose leftover signal lifts the
-    measured correlation at every lag; it must keep the white-noise model."""
+    measured correlation at every lag; it must keep a white-noise model."""
     noisy = add_poisson_gaussian_noise(load_sample("nuclei_3d"), **NOISE)
-    choice = choose_model(noisy[routing_sample("ZYX", noisy.shape)])
-    assert choice.model == WHITE_NOISE_MODEL, choice.reason
+    choice = choose_model(noisy[routing_sample("ZYX", noisy.shape)], planes=len(noisy))
+    assert choice.model == VOLUME_MODEL, choice.reason
     assert choice.correlation[2] > 0.05  # signal is there, yet it is not read as noise
 
 
@@ -67,6 +70,27 @@ def test_a_plane_too_small_to_measure_gets_the_white_noise_model_and_says_why():
     assert choice.model == WHITE_NOISE_MODEL
     assert choice.correlation is None
     assert "too small" in choice.reason
+
+
+def test_a_stack_denoised_in_3d_gets_the_3d_model_only_for_white_noise_and_enough_planes():
+    white, smoothed = capture(None), capture(0.8)
+    assert choose_model(white, planes=MIN_PLANES).model == VOLUME_MODEL
+    assert "a stack of" in choose_model(white, planes=MIN_PLANES).reason
+    assert choose_model(white, planes=MIN_PLANES - 1).model == WHITE_NOISE_MODEL
+    assert choose_model(smoothed, planes=60).model == CORRELATED_NOISE_MODEL
+
+
+def test_the_default_model_runs_z_stacks_in_3d_unless_asked_for_planes(capsys):
+    from napari_wne import denoise
+
+    rng = np.random.default_rng(4)
+    stack = rng.poisson(40, (MIN_PLANES, 64, 64)).astype(np.float32)
+    chosen = denoise(stack, axes="ZYX", precision="float32")
+    assert f"model {VOLUME_MODEL} (chosen by auto:" in capsys.readouterr().err
+    expected = denoise(stack, VOLUME_MODEL, axes="ZYX", precision="float32", verbose=False)
+    np.testing.assert_array_equal(chosen, expected)
+    denoise(stack, axes="ZYX", instances="planes", precision="float32")
+    assert f"model {WHITE_NOISE_MODEL} (chosen by auto:" in capsys.readouterr().err
 
 
 def test_only_planes_are_measured():

@@ -89,3 +89,33 @@ def test_preview_shows_that_it_is_busy_and_uses_the_input_contrast(viewer_widget
     assert not shown(widget.preview_status)
     np.testing.assert_allclose(widget.preview_layer.contrast_limits, (5, 90))
     assert widget.preview_layer not in widget.image.choices  # never offered as an input
+
+
+def test_a_3d_model_previews_the_plane_within_a_slab_of_its_neighbours(viewer_widget, qtbot, rng):
+    from napari_wne._widget.preview import PREVIEW_Z_REACH
+    from napari_wne.routing import VOLUME_MODEL
+
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (2 * PREVIEW_Z_REACH + 6, 40, 40)).astype(np.uint16)
+    widget.image.value = viewer.add_image(data, name="stack")
+    widget.model.value = VOLUME_MODEL
+    z = PREVIEW_Z_REACH + 4
+    viewer.dims.current_step = (z, 0, 0)
+    widget.preview.value = True
+    qtbot.waitUntil(
+        lambda: not widget.preview_busy and widget.preview_layer is not None, timeout=TIMEOUT_MS
+    )
+    slab = data[z - PREVIEW_Z_REACH : z + PREVIEW_Z_REACH + 1]
+    settings = {"precision": widget.precision.value, "tile": None, "norm": widget.norm.value}
+    denoised = denoise_cpu(slab, VOLUME_MODEL, "ZYX", **settings)
+    assert widget.preview_layer.data.shape == (1, 40, 40)
+    np.testing.assert_allclose(widget.preview_layer.data[0], denoised[PREVIEW_Z_REACH], atol=1e-3)
+    whole = denoise_cpu(data, VOLUME_MODEL, "ZYX", **settings)[z]
+    # Close to what Denoise gives with the whole stack: far below the noise it removes.
+    assert np.abs(widget.preview_layer.data[0] - whole).max() < 0.02 * data.std()
+
+
+def denoise_cpu(data, model, axes, **kwargs):
+    from napari_wne import denoise
+
+    return np.asarray(denoise(data, model, axes=axes, device="cpu", verbose=False, **kwargs))

@@ -225,11 +225,12 @@ def denoise(
     if math.prod(source.shape) == 0:
         raise ValueError(f"the image is empty (shape {source.shape}); nothing to denoise")
     layout = parse_axes(source.axes, source.shape)
+    INSTANCES.check(instances)
     routed = ""
     if spec.routed:  # "auto": the image's noise picks the model (napari_wne.routing)
-        choice = choose_model(source.read(routing_sample(layout.axes, source.shape)))
+        plane = source.read(routing_sample(layout.axes, source.shape))
+        choice = choose_model(plane, volume_planes(layout.axes, source.shape, instances))
         spec, routed = get_model(choice.model), f" (chosen by {model}: {choice.reason})"
-    INSTANCES.check(instances)
     by_plane = instances == "planes" or (instances == "auto" and 3 not in spec.dims)
     if by_plane and layout.spatial_dims == 3:
         layout = parse_axes(layout.axes, source.shape, planes=True)
@@ -327,10 +328,20 @@ def _check_dtype(dtype: np.dtype) -> None:
     )
 
 
-def choose_model_for(image: Any, axes: str) -> ModelChoice:
+def choose_model_for(image: Any, axes: str, instances: Instances = "auto") -> ModelChoice:
     """What ``model="auto"`` runs on `image` (axes as letters of "TCZYX"): measured on the
     plane `denoise` itself measures, so a GUI settles it once for every crop it previews."""
-    return choose_model(read_region(image, routing_sample(axes, np.shape(image))))
+    shape = np.shape(image)
+    plane = read_region(image, routing_sample(axes, shape))
+    return choose_model(plane, volume_planes(axes, shape, instances))
+
+
+def volume_planes(axes: str, shape: tuple[int, ...], instances: str) -> int:
+    """The Z planes of each volume a 3-D model would see (1: no Z, or plane by plane)."""
+    axes = axes.upper()
+    if "Z" not in axes or instances == "planes" or len(axes) != len(shape):
+        return 1
+    return int(shape[axes.index("Z")])
 
 
 def read_region(image: Any, index: tuple) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .backbones import BACKBONES
 from .model_files import CARD_FILE, WEIGHTS_FILE, ZOO_PREFIXES
 from .modes import DEFAULT_MODEL
-from .routing import AUTO, CORRELATED_NOISE_MODEL, WHITE_NOISE_MODEL
+from .routing import AUTO, CORRELATED_NOISE_MODEL, VOLUME_MODEL, WHITE_NOISE_MODEL
 
 if TYPE_CHECKING:
     import torch
@@ -126,8 +126,9 @@ MODELS: dict[str, ModelSpec] = {
             AUTO,
             "unet",
             True,
-            f"picks {WHITE_NOISE_MODEL} for white noise and {CORRELATED_NOISE_MODEL} for "
-            "spatially correlated noise, from the noise of one plane (napari_wne.routing)",
+            f"picks {WHITE_NOISE_MODEL} for white noise, {VOLUME_MODEL} for white noise in "
+            f"Z-stacks denoised in 3-D, and {CORRELATED_NOISE_MODEL} for spatially "
+            "correlated noise, from the noise of one plane (napari_wne.routing)",
             weights=f"{WHITE_NOISE_MODEL}/{WEIGHTS_FILE}",
             routed=True,
         ),
@@ -146,10 +147,20 @@ MODELS: dict[str, ModelSpec] = {
             "was registered, resampled, binned or smoothed on the camera); wrapped with WNE",
             weights=f"unet-wne-corr/{WEIGHTS_FILE}",
         ),
+        ModelSpec(
+            VOLUME_MODEL,
+            "unet",
+            True,
+            "a 3-D UNet for Z-stacks: unet-wne inflated to 3-D (it starts as that model run "
+            "plane by plane) and fine-tuned on volumes, so it also uses the neighbouring "
+            "planes; never resamples Z; wrapped with WNE",
+            weights=f"{VOLUME_MODEL}/{WEIGHTS_FILE}",
+        ),
     )
 }
 """Every model by name: each backbone plain and WNE-wrapped, the NE-arch baseline, and the
-correlated-noise UNet that `model="auto"` picks for such noise (`napari_wne.routing`)."""
+correlated-noise and 3-D UNets that `model="auto"` picks where they win
+(`napari_wne.routing`)."""
 
 
 def get_model(name: str) -> ModelSpec:

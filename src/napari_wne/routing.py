@@ -12,6 +12,10 @@ autocorrelation of one plane (`napari_wne.noise_stats.estimate_correlation`) and
   lags and must not switch models. White noise measures at most 0.03 (every real pair,
   and white noise on their clean images), noise smoothed by a Gaussian of 0.4 px (lag-1
   correlation 0.09) at least 0.075, and the white-noise model already loses 4 dB there;
+- `VOLUME_MODEL` otherwise, for a Z-stack of at least `MIN_PLANES` planes that is to be
+  denoised in 3-D: the 3-D model sees the neighbouring planes, which a confocal or
+  widefield stack samples finer than its axial resolution, so they repeat the structure
+  under independent noise (`benchmarks/quality_3d.py` measures the gain);
 - `WHITE_NOISE_MODEL` otherwise, and for planes too small to measure.
 
 The figures come from `benchmarks/quality_routing.py`, which sweeps the noise kernel and
@@ -30,6 +34,7 @@ from .noise_stats import estimate_correlation
 __all__ = [
     "AUTO",
     "CORRELATED_NOISE_MODEL",
+    "VOLUME_MODEL",
     "WHITE_NOISE_MODEL",
     "ModelChoice",
     "choose_model",
@@ -40,6 +45,9 @@ AUTO = "auto"
 """The model name that asks for a choice by the image's noise."""
 WHITE_NOISE_MODEL = "unet-wne"
 CORRELATED_NOISE_MODEL = "unet-wne-corr"
+VOLUME_MODEL = "unet-wne-3d"
+MIN_PLANES = 8
+"""Fewer Z planes than this are denoised plane by plane: the 3-D model has little to add."""
 EXCESS_THRESHOLD = 0.05
 SAMPLE_SIDE = 1024
 """The central crop of one plane that is measured: enough flat patches, cheap to read."""
@@ -70,19 +78,24 @@ def routing_sample(axes: str, shape: Sequence[int]) -> tuple[int | slice, ...]:
     )
 
 
-def choose_model(plane: np.ndarray) -> ModelChoice:
-    """The shipped model for the noise of `plane` (a 2-D array), with the reason."""
+def choose_model(plane: np.ndarray, planes: int = 1) -> ModelChoice:
+    """The shipped model for the noise of `plane` (a 2-D array), with the reason.
+
+    `planes`: the Z planes of each volume when the image is to be denoised in 3-D (1 when
+    it has no Z, or is to be denoised plane by plane).
+    """
     plane = np.asarray(plane, dtype=np.float64)
     if plane.ndim != 2:
         raise ValueError(f"choose_model measures one 2-D plane, got shape {plane.shape}")
+    volume = planes >= MIN_PLANES
+    white = VOLUME_MODEL if volume else WHITE_NOISE_MODEL
+    stack = f", a stack of {planes} Z planes" if volume else ""
     if min(plane.shape) < MIN_SIDE or not np.isfinite(plane).all():
-        return ModelChoice(
-            WHITE_NOISE_MODEL, None, f"plane {plane.shape} too small to measure its noise"
-        )
+        return ModelChoice(white, None, f"plane {plane.shape} too small to measure its noise")
     lags = tuple(round(float(c), 3) for c in estimate_correlation(plane))
     said = ", ".join(f"{c:.2f}" for c in lags)
     if lags[0] - lags[1] >= EXCESS_THRESHOLD:
         return ModelChoice(
             CORRELATED_NOISE_MODEL, lags, f"spatially correlated noise (lags 1-3: {said})"
         )
-    return ModelChoice(WHITE_NOISE_MODEL, lags, f"near-white noise (lags 1-3: {said})")
+    return ModelChoice(white, lags, f"near-white noise (lags 1-3: {said}){stack}")

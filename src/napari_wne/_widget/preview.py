@@ -17,6 +17,7 @@ from napari.qt.threading import create_worker
 from superqt.utils import FunctionWorker
 
 from ..api import denoise, read_region
+from ..models import get_model
 from .layers import MADE_BY_KEY
 
 if TYPE_CHECKING:
@@ -27,9 +28,28 @@ __all__ = ["PREVIEW_NAME", "Preview"]
 PREVIEW_NAME = "preview"
 
 
-def _run_preview(data: Any, index: tuple, kwargs: dict[str, Any]) -> np.ndarray:
-    """Worker-thread body: read one plane and denoise it as a 2D image."""
-    return denoise(read_region(data, index), axes="YX", verbose=False, **kwargs)
+PREVIEW_Z_REACH = 8
+"""A model that runs only in 3-D previews the plane with up to this many planes either
+side: close to what Denoise gives with the whole stack, at a fraction of its cost."""
+
+
+def _run_preview(
+    data: Any, index: tuple, kwargs: dict[str, Any], z_axis: int | None = None
+) -> np.ndarray:
+    """Worker-thread body: read one plane and denoise it as a 2D image, or, for a 3-D
+    model, the plane within a slab of its neighbours, taken back out of the result."""
+    volumetric = 2 not in get_model(kwargs["model"]).dims
+    if not volumetric or z_axis is None or not isinstance(index[z_axis], int):
+        return denoise(read_region(data, index), axes="YX", verbose=False, **kwargs)
+    z = index[z_axis]
+    first = max(0, z - PREVIEW_Z_REACH)
+    last = min(np.shape(data)[z_axis], z + PREVIEW_Z_REACH + 1)
+    slab = (*index[:z_axis], slice(first, last), *index[z_axis + 1 :])
+    kept = [d for d, i in enumerate(slab) if isinstance(i, slice)]
+    letters = iter("YX")
+    axes = "".join("Z" if d == z_axis else next(letters) for d in kept)
+    result = denoise(read_region(data, slab), axes=axes, verbose=False, **kwargs)
+    return np.take(result, z - first, axis=kept.index(z_axis))
 
 
 class Preview:
@@ -109,7 +129,9 @@ class Preview:
             for d, n in enumerate(data.shape)
         )
         key = (id(layer), id(data), index, tuple(settings.items()))
+        axes = self.form.axes.value.strip().upper()
         return {
+            "z_axis": axes.index("Z") if "Z" in axes and len(axes) == layer.ndim else None,
             "key": key, "data": data, "settings": settings, "ndim": layer.ndim,
             "index": index, "shown": tuple(shown), "scale": tuple(layer.scale),
             "translate": tuple(layer.translate), "units": tuple(layer.units),
@@ -131,7 +153,9 @@ class Preview:
         if place["key"] == self.shown and self.layer is not None:
             self._busy_note()
             return  # already on screen
-        body = functools.partial(_run_preview, place["data"], place["index"], place["settings"])
+        body = functools.partial(
+            _run_preview, place["data"], place["index"], place["settings"], place["z_axis"]
+        )
         worker = create_worker(
             body, _worker_class=FunctionWorker, _ignore_errors=True, _start_thread=False
         )

@@ -242,10 +242,12 @@ class DenoiseWidget(Container):
         name, layer = self.model_name, self.form.image.value
         if layer is None or name not in MODELS or not MODELS[name].routed:
             return name
-        key = (id(layer.data), self.form.axes.value)
+        key = (id(layer.data), self.form.axes.value, self.form.volumes.value)
         if self._routed is None or self._routed[0] != key:
             try:
-                choice = choose_model_for(layer_data(layer, self.viewer), self.form.axes.value)
+                choice = choose_model_for(
+                    layer_data(layer, self.viewer), self.form.axes.value, self.form.volumes.value
+                )
             except (ValueError, TypeError):  # axes being typed: `denoise` settles it itself
                 return name
             self._routed = (key, choice.model)
