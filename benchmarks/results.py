@@ -29,6 +29,7 @@ SCRIPTS = (
     "quality_correlated.py",
     "quality_tta.py",
     "quality_routing.py",
+    "quality_3d.py",
 )
 
 
