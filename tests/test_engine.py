@@ -18,7 +18,7 @@ def test_the_engine_is_built_once_per_process_and_configuration():
     first = cached_engine("ne-dncnn", layout, (40, 40), "cpu", settings)
     assert cached_engine("ne-dncnn", layout, (40, 40), "cpu", settings) is first
     other = cached_engine("ne-dncnn", layout, (40, 40), "cpu", TileSettings(tile=64, halo=9))
-    assert other is not first and other.halo == 9
+    assert other is not first and other.halo == (9, 9)
 
 
 def test_an_unknown_norm_names_the_allowed_ones():
