@@ -28,7 +28,7 @@ from .models import get_model, load_model
 from .modes import NORM, Norm
 from .normalization import check_finite, takes_statistics
 from .precision import Precision, resolve_precision, with_precision
-from .tiling import Tile, TileGrid, smallest_tile
+from .tiling import Tile, TileGrid, automatic_tile
 from .transfer import to_device, to_host
 from .tta import with_tta
 from .wne import WNE
@@ -49,7 +49,7 @@ class TileSettings:
 
     tile: int | tuple[int, ...] | None = None
     """Largest tile side (or one per spatial axis); default 1280 in 2D, (48, 128, 128) in 3D,
-    each side grown where the halo needs more (`napari_wne.tiling.smallest_tile`).
+    each side grown where its halo needs more (`napari_wne.tiling.automatic_tile`).
     Large 2D tiles keep the halo's cost low for networks that see far (the shipped UNet's
     measured radius is about 70 px: 512-px tiles would compute twice the voxels)."""
     halo: int | tuple[int, ...] | None = None
@@ -177,8 +177,7 @@ class Engine:
         tile = settings.tile_shape(layout.spatial_dims)
         if settings.tile is None:  # automatic tiles grow to fit a wide halo (deep 3-D nets)
             tile = tuple(
-                max(t, smallest_tile(h, settings.blend))
-                for t, h in zip(tile, self.halo, strict=True)
+                automatic_tile(t, h, settings.blend) for t, h in zip(tile, self.halo, strict=True)
             )
         limit = get_model(model).max_tile  # a zoo package of one fixed size
         if limit is not None:
