@@ -101,9 +101,9 @@ def test_3d_tiling_with_per_axis_default_halos_matches_whole_volume_inference(ti
 
 
 def test_a_resumed_3d_run_measures_and_keeps_the_same_per_axis_halo(tmp_path, tiny_3d):
-    volume = np.random.default_rng(1).poisson(100, (40, 80, 80)).astype(np.uint16)
+    volume = np.random.default_rng(1).poisson(100, (40, 48, 48)).astype(np.uint16)
     options = {"axes": "ZYX", "device": "cpu", "tile": (32, 64, 64), "blend": 4,
-               "block": (40, 40, 40), "verbose": False}  # fmt: skip
+               "block": (10, 48, 48), "verbose": False}  # fmt: skip
     out = tmp_path / "o.ome.zarr"
     stop = threading.Event()
     with pytest.raises(Cancelled):
