@@ -33,6 +33,7 @@ from _report import machine, write_section
 from napari_wne import DEFAULT_MODEL, build_backbone, denoise
 from napari_wne.axes import parse_axes
 from napari_wne.engine import Engine, TileSettings
+from napari_wne.halo import compact
 from napari_wne.model_io import save_weights
 from napari_wne.models import get_model, load_model
 
@@ -123,7 +124,7 @@ def run_case(name: str, model: str, device: torch.device, repeats: int, folder: 
     row = (
         f"| {name} {axes} {'x'.join(map(str, shape))} | `{model.split(':')[0]}` | "
         f"{device.type} | "
-        f"{'x'.join(map(str, engine.grid.tile_shape))} (halo {engine.halo}) | "
+        f"{'x'.join(map(str, engine.grid.tile_shape))} (halo {compact(engine.halo)}) | "
         f"{computed / math.prod(shape):.3f} | {t_pipe:.2f} | {t_raw:.2f} | "
         f"{computed / t_pipe / 1e6:.3f} | {computed / t_raw / 1e6:.3f} | "
         f"{statistics.median(ratios):.3f} |"

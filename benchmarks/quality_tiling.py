@@ -27,7 +27,7 @@ import torch
 from _data import VALIDATION_PAIR, microscopy_pairs
 from _report import RESULTS, machine, write_section
 from napari_wne import DEFAULT_MODEL, denoise
-from napari_wne.engine import default_halo
+from napari_wne.halo import default_halo
 from napari_wne.metrics import psnr, scores
 from napari_wne.tiling import TileGrid
 
@@ -38,9 +38,11 @@ MODES = [("whole image", None, "tile")] + [
 ]
 
 
-def crossing_lines(shape: tuple[int, int], tile: int, halo: int, blend: int) -> list[list[int]]:
+def crossing_lines(
+    shape: tuple[int, int], tile: int, halo: tuple[int, int], blend: int
+) -> list[list[int]]:
     """Per axis, the positions where one tile hands over to the next (crossing centres)."""
-    grid = TileGrid(shape, (tile, tile), (halo, halo), (blend, blend))
+    grid = TileGrid(shape, (tile, tile), halo, (blend, blend))
     return [[axis._crossing(i) + blend // 2 for i in range(axis.count - 1)] for axis in grid.axes]
 
 
@@ -68,7 +70,7 @@ def main() -> None:
     pairs = pairs[:2] if args.quick else pairs
     start = time.perf_counter()
     table: dict[str, list[tuple[float, float, float, float]]] = {m[0]: [] for m in MODES}
-    halo = default_halo(args.model, 2)  # what denoise uses by default
+    halo = default_halo(args.model, 2)  # what denoise uses by default: one per axis
     for name, noisy, clean in pairs:
         image = noisy.astype(np.float32)
         whole = denoise(image, args.model, tile=max(image.shape), verbose=False)

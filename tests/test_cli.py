@@ -178,3 +178,12 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, rng, capsys):
     ]
     assert main(argv) == 2
     assert "cannot reach the dask scheduler" in capsys.readouterr().err
+
+
+def test_overlap_takes_one_size_per_axis_like_tile(tmp_path, rng):
+    source = tmp_path / "plane.tif"
+    tifffile.imwrite(source, rng.poisson(30, size=(48, 40)).astype(np.uint16))
+    target = tmp_path / "plane.ome.zarr"
+    argv = ["denoise", str(source), str(target), "--tile", "64", "--overlap", "8", "16"]
+    assert main([*argv, "--model", "ne-dncnn"]) == 0
+    assert zarr.open_group(str(target), mode="r").attrs["napari_wne"]["halo"] == [8, 16]

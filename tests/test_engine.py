@@ -18,7 +18,7 @@ def test_the_engine_is_built_once_per_process_and_configuration():
     first = cached_engine("ne-dncnn", layout, (40, 40), "cpu", settings)
     assert cached_engine("ne-dncnn", layout, (40, 40), "cpu", settings) is first
     other = cached_engine("ne-dncnn", layout, (40, 40), "cpu", TileSettings(tile=64, halo=9))
-    assert other is not first and other.halo == 9
+    assert other is not first and other.halo == (9, 9)
 
 
 def test_an_unknown_norm_names_the_allowed_ones():
@@ -27,7 +27,11 @@ def test_an_unknown_norm_names_the_allowed_ones():
                TileSettings(norm="image"))  # fmt: skip
 
 
-@pytest.mark.parametrize(("field", "value"), [("tile", 25.5), ("halo", -1), ("batch_size", 0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("tile", 25.5), ("halo", -1), ("halo", (8, -1)), ("halo", (8, 2.5)), ("halo", ()),
+     ("halo", (8, True)), ("batch_size", 0)],
+)  # fmt: skip
 def test_sizes_must_be_whole_and_in_range(field, value):
     with pytest.raises(ValueError, match=field):
         TileSettings(**{field: value})
@@ -59,3 +63,23 @@ def test_automatic_tiles_grow_to_fit_a_wide_halo_but_a_chosen_tile_is_kept():
     with pytest.raises(ValueError, match="at least 104"):
         Engine("ne-dncnn", layout, (70, 24, 24), torch.device("cpu"),
                TileSettings(tile=(48, 24, 24), halo=32))  # fmt: skip
+
+
+def test_a_halo_is_one_count_for_every_axis_or_one_per_axis():
+    layout, shape = parse_axes("ZYX", (40, 64, 64)), (40, 64, 64)
+    settings = TileSettings(tile=(48, 48, 48), halo=[2, 8, 8])  # a list is kept as a tuple
+    assert settings.halo == (2, 8, 8)
+    hash(settings)  # hashable: engines are cached by their settings
+    engine = Engine("ne-dncnn", layout, shape, torch.device("cpu"), settings)
+    assert engine.halo == (2, 8, 8) and [a.margin for a in engine.grid.axes] == [2, 8, 8]
+    same = Engine("ne-dncnn", layout, shape, torch.device("cpu"), TileSettings(tile=48, halo=8))
+    assert same.halo == (8, 8, 8)
+    with pytest.raises(ValueError, match=r"halo \(8, 8\) needs 3 sizes"):
+        Engine("ne-dncnn", layout, shape, torch.device("cpu"), TileSettings(halo=(8, 8)))
+
+
+def test_automatic_tiles_grow_per_axis_with_the_halo():
+    """A thin Z halo keeps the default 48 planes; wide Y/X halos grow those sides alone."""
+    layout, shape = parse_axes("ZYX", (100, 600, 600)), (100, 600, 600)
+    engine = Engine("ne-dncnn", layout, shape, torch.device("cpu"), TileSettings(halo=(4, 67, 67)))
+    assert engine.grid.axes[0].tile == 48 and engine.grid.axes[1].tile == 456

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_wne.tiling import AxisTiling, TileGrid
+from napari_wne.tiling import AxisTiling, TileGrid, automatic_tile, smallest_tile
 
 
 def _weight_sum(grid: TileGrid) -> np.ndarray:
@@ -89,3 +89,26 @@ def test_an_axis_shorter_than_the_tile_is_one_tile():
     axis = AxisTiling(20, 64, 8, 8)
     assert axis.starts == (0,) and axis.tile_size == 20
     assert (axis.weights(0) == 1).all()
+
+
+def test_grids_take_one_margin_per_axis():
+    """A 3-D network that keeps Z gets a thin Z margin and wide Y/X ones: each axis its own
+    overlaps and context, and the weights still add to one."""
+    grid = TileGrid((40, 200, 200), (24, 96, 96), (3, 20, 20), (4, 8, 8))
+    assert [a.margin for a in grid.axes] == [3, 20, 20]
+    assert [a.overlap for a in grid.axes] == [10, 48, 48]
+    np.testing.assert_allclose(_weight_sum(grid), 1.0, atol=1e-12)
+
+
+def test_automatic_tiles_grow_only_where_the_halo_needs_and_then_by_three_overlaps():
+    assert automatic_tile(48, 3, 16) == 48  # a thin Z halo keeps the default planes
+    assert automatic_tile(128, 67, 16) == 456  # the 2-D UNet's reach: 3 x 150, on the grid
+    # A 256-px axis with a 67-px halo: one tile, where the smallest that fits took five.
+    assert AxisTiling(256, automatic_tile(128, 67, 16), 67, 16).count == 1
+    assert AxisTiling(256, smallest_tile(67, 16), 67, 16).count == 5
+    for margin in range(12, 130, 3):  # from where 48 no longer fits: grown tiles
+        tile = automatic_tile(48, margin, 16)
+        assert tile > 48
+        for size in range(40, 2000, 37):
+            axis = AxisTiling(size, tile, margin, 16)  # never refused as too small
+            assert axis.count * axis.tile_size / size < 1.75, (margin, size)

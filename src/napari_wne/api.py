@@ -19,6 +19,7 @@ from .devices import resolve_device
 from .disk_run import Cluster, DiskRun, write_run
 from .distributed import connect
 from .engine import Block, TileSettings, cached_engine
+from .halo import compact
 from .models import DEFAULT_MODEL, get_model, warn_if_untrained
 from .modes import (
     DTYPE,
@@ -67,7 +68,7 @@ def denoise(
     device: str | torch.device = "auto",
     dtype: OutputDtype = DTYPE.default,  # type: ignore[assignment]
     tile: int | tuple[int, ...] | None = None,
-    halo: int | None = None,
+    halo: int | tuple[int, ...] | None = None,
     blend: int = 16,
     norm: Norm = NORM.default,  # type: ignore[assignment]
     batch_size: int | None = None,
@@ -131,9 +132,10 @@ def denoise(
         saturate at their range; float64 input keeps float64 precision throughout.
     tile, halo, blend, norm, batch_size:
         Tiling (see `napari_wne.engine.TileSettings`): the largest tile side, the context
-        kept around each tile (default: `napari_wne.engine.default_halo`), the
-        width of the blend between tiles, "tile" or "global" normalization statistics, and
-        tiles per forward pass (default: what the device holds, `devices.batch_voxels`).
+        kept around each tile (one count, or one per spatial axis; default: measured per
+        axis, `napari_wne.halo.default_halo`), the width of the blend between tiles, "tile"
+        or "global" normalization statistics, and tiles per forward pass (default: what
+        the device holds, `devices.batch_voxels`).
     tta:
         Test-time augmentation: average the model over the 8 flips and quarter turns of
         each plane (`napari_wne.tta`). Exactly as equivariant, 8 times slower; its gain is
@@ -259,7 +261,7 @@ def denoise(
         print(
             f"napari-wne: model {spec.name}{routed}, {layout.spatial_dims}D instances "
             f"({layout.spatial_axes}{planes}), {reason}, {engine.precision_reason}; tiles "
-            f"{engine.grid.tile_shape} with halo {engine.halo} and blend {blend}, {norm} "
+            f"{engine.grid.tile_shape} with halo {compact(engine.halo)} and blend {blend}, {norm} "
             "normalization",
             file=sys.stderr,
         )

@@ -57,17 +57,19 @@ def tile_stats(tile: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def split_tile(
-    shape: Sequence[int], level: int, halo: int
+    shape: Sequence[int], level: int, halo: int | Sequence[int]
 ) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
     """Cut a tile of `shape` into pieces of side ceil(side / 2**level) (aligned to `ALIGN`).
 
     Returns (output box, input box) pairs in tile coordinates: the output boxes cover the
-    tile once; each input box adds `halo` (rounded up to `ALIGN`) of context on every side,
-    cut at the tile's own edges, where the network pads as it did for the whole tile.
+    tile once; each input box adds the axis' `halo` (one for all axes, or one per axis,
+    rounded up to `ALIGN`) of context on either side, cut at the tile's own edges, where
+    the network pads as it did for the whole tile.
     """
-    context = math.ceil(halo / ALIGN) * ALIGN
+    halos = (halo,) * len(shape) if isinstance(halo, int) else tuple(halo)
     axes = []
-    for side in shape:
+    for side, axis_halo in zip(shape, halos, strict=True):
+        context = math.ceil(axis_halo / ALIGN) * ALIGN
         cell = max(ALIGN, math.ceil(math.ceil(side / 2**level) / ALIGN) * ALIGN)
         axes.append(
             [
@@ -87,6 +89,7 @@ def split_tile(
 class Backoff:
     """The batch size and tile split an engine runs at, reduced on each out-of-memory error.
 
+    `halo` is the engine's context, one for all axes or one per axis (`split_tile`).
     `to_cpu`, when given, moves the engine to the CPU (the user asked for that fallback);
     `stats_of` gives a tile's own normalization statistics, for models that normalize.
     """
@@ -95,7 +98,7 @@ class Backoff:
         self,
         device: torch.device,
         batch_size: int,
-        halo: int,
+        halo: int | Sequence[int],
         to_cpu: Callable[[], str] | None = None,
         stats_of: Callable[[np.ndarray], tuple] | None = None,
     ) -> None:

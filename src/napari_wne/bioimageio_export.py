@@ -28,7 +28,7 @@ import torch
 from . import __version__
 from .backbones import BACKBONES, _nd
 from .bioimageio_models import require_bioimageio
-from .engine import default_halo
+from .halo import compact, default_halo
 from .model_io import CARD_FILE, atomic_write, read_model_card
 from .models import MODELS, get_model, load_model, warn_if_untrained
 from .normalization import TILE_STATISTICS
@@ -77,8 +77,8 @@ def export_bioimageio(
     spec = get_model(model)
     warn_if_untrained(spec)
     network = load_model(model, dims, "cpu")
-    halo = default_halo(model, dims)
-    low = _round_up(2 * halo + GRID)  # the smallest tile that keeps a core beyond its halo
+    halo = default_halo(model, dims)  # per axis: BMZ 0.5 declares a halo on each
+    low = tuple(_round_up(2 * h + GRID) for h in halo)  # smallest tiles keeping a core
     with tempfile.TemporaryDirectory(prefix="napari-wne-bioimageio-") as folder:
         work = Path(folder)
         test_in = _test_input(dims, low)
@@ -94,6 +94,13 @@ def export_bioimageio(
 
 def _round_up(size: int) -> int:
     return -(-size // GRID) * GRID
+
+
+def _sides(low: tuple[int, ...]) -> str:
+    """The smallest tile in words: one side for every axis, or one per axis."""
+    if len(set(low)) == 1:
+        return f"{low[0]} px per axis"
+    return f"{' x '.join(map(str, low))} px ({', '.join('zyx'[-len(low) :])})"
 
 
 def _card(model: str, spatial_dims: int | None) -> dict[str, Any]:
@@ -130,18 +137,17 @@ def _card(model: str, spatial_dims: int | None) -> dict[str, Any]:
     return {**card, "name": card.get("name") or Path(model).name}
 
 
-def _test_input(dims: int, low: int) -> np.ndarray:
+def _test_input(dims: int, low: tuple[int, ...]) -> np.ndarray:
     """A centred crop of a bundled sample, shaped (1, 1, *spatial), float32 raw intensities."""
     if dims == 2:
         image = load_sample("nuclei_2d")
     else:
         image = add_poisson_gaussian_noise(load_sample("nuclei_3d"), **NOISE)
-    side = max(low, TEST_SIDE)
-    shape = [min(side, n) for n in image.shape]
-    if any(s < low for s in shape):
+    shape = [min(max(m, TEST_SIDE), n) for m, n in zip(low, image.shape, strict=True)]
+    if any(s < m for s, m in zip(shape, low, strict=True)):
         raise ValueError(
             f"the bundled sample {image.shape} is smaller than the model's smallest tile "
-            f"({low} px per axis); its halo is too large to make a test input"
+            f"({_sides(low)}); its halo is too large to make a test input"
         )
     crop = tuple(
         slice((n - s) // 2, (n - s) // 2 + s) for n, s in zip(image.shape, shape, strict=True)
@@ -158,7 +164,7 @@ def _write_files(
     network: torch.nn.Module,
     test_in: np.ndarray,
     test_out: np.ndarray,
-    low: int,
+    low: tuple[int, ...],
 ) -> dict[str, Path]:
     files = {
         "test_input": work / "test_input.npy",
@@ -184,16 +190,17 @@ def _write_files(
     return files
 
 
-def _trace(network: torch.nn.Module, test_in: np.ndarray, low: int) -> torch.jit.ScriptModule:
+def _trace(
+    network: torch.nn.Module, test_in: np.ndarray, low: tuple[int, ...]
+) -> torch.jit.ScriptModule:
     """TorchScript by tracing, checked against the network at other sizes and batch sizes
     (a trace that had frozen one size would fail here, not in a user's Fiji)."""
     example = torch.from_numpy(test_in)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # trace's deprecation and Python-bool notes
         traced = torch.jit.trace(network, example, check_trace=False)
-    dims = test_in.ndim - 2
     generator = torch.Generator().manual_seed(0)
-    for batch, sides in ((1, (low,) * dims), (2, (low + 5, *(low + 11,) * (dims - 1)))):
+    for batch, sides in ((1, low), (2, (low[0] + 5, *(m + 11 for m in low[1:])))):
         x = 100 + 50 * torch.rand((batch, 1, *sides), generator=generator)
         with torch.inference_mode():
             expected, got = network(x), traced(x)
@@ -260,7 +267,7 @@ def _without_local_imports(module: Any) -> str:
     return "\n".join(line for i, line in enumerate(lines) if i not in drop)
 
 
-def _readme(card: dict, low: int) -> str:
+def _readme(card: dict, low: tuple[int, ...]) -> str:
     """The model card as the package's documentation (with the Validation section the zoo
     asks for)."""
     wne = card["wne"]
@@ -286,7 +293,7 @@ def _readme(card: dict, low: int) -> str:
         "",
         f"- Input and output: one channel, float32, axes batch, channel, "
         f"{'z, ' if card['spatial_dims'] == 3 else ''}y, x.",
-        f"- Tiles of at least {low} px per axis, of any size above; larger tiles (512 px "
+        f"- Tiles of at least {_sides(low)}, of any size above; larger tiles (512 px "
         "or more) give statistics closer to the whole image and less halo overhead.",
         "- Weights: TorchScript (Fiji/deepImageJ, bioimageio.core) and a PyTorch state dict "
         "with its architecture in `architecture.py` (needs only torch).",
@@ -334,7 +341,12 @@ def _readme(card: dict, low: int) -> str:
 
 
 def _description(
-    card: dict, name: str, files: dict[str, Path], halo: int, low: int, test_out: np.ndarray
+    card: dict,
+    name: str,
+    files: dict[str, Path],
+    halo: tuple[int, ...],
+    low: tuple[int, ...],
+    test_out: np.ndarray,
 ) -> Any:
     from bioimageio.spec.model import v0_5 as bmz
 
@@ -347,8 +359,8 @@ def _description(
             bmz.BatchAxis(),
             bmz.ChannelAxis(channel_names=[bmz.Identifier("channel0")]),
             *(
-                bmz.SpaceInputAxis(id=bmz.AxisId(a), size=bmz.ParameterizedSize(min=low, step=STEP))
-                for a in space
+                bmz.SpaceInputAxis(id=bmz.AxisId(a), size=bmz.ParameterizedSize(min=m, step=STEP))
+                for a, m in zip(space, low, strict=True)
             ),
         ],
         test_tensor=bmz.FileDescr(source=files["test_input"]),
@@ -356,10 +368,10 @@ def _description(
         data=bmz.IntervalOrRatioDataDescr(type="float32"),
     )
 
-    def out_axis(a: str) -> Any:
+    def out_axis(a: str, h: int) -> Any:
         size = bmz.SizeReference(tensor_id=bmz.TensorId("raw"), axis_id=bmz.AxisId(a))
-        if halo > 0:
-            return bmz.SpaceOutputAxisWithHalo(id=bmz.AxisId(a), size=size, halo=halo)
+        if h > 0:
+            return bmz.SpaceOutputAxisWithHalo(id=bmz.AxisId(a), size=size, halo=h)
         return bmz.SpaceOutputAxis(id=bmz.AxisId(a), size=size)
 
     outputs = bmz.OutputTensorDescr(
@@ -368,7 +380,7 @@ def _description(
         axes=[
             bmz.BatchAxis(),
             bmz.ChannelAxis(channel_names=[bmz.Identifier("channel0")]),
-            *(out_axis(a) for a in space),
+            *(out_axis(a, h) for a, h in zip(space, halo, strict=True)),
         ],
         test_tensor=bmz.FileDescr(source=files["test_output"]),
         sample_tensor=bmz.FileDescr(source=files["sample_output"]),
@@ -429,7 +441,7 @@ def _description(
                 "model": name,
                 "backbone": card["backbone"],
                 "wne": bool(card["wne"]),
-                "halo": halo,
+                "halo": compact(halo),
                 **{k: json.loads(json.dumps(v)) for k, v in training.items()},
             },
         ),

@@ -22,6 +22,7 @@ from ._version import __version__
 from .axes import InstanceLayout
 from .distributed import BlockJob, run_on_cluster
 from .engine import Block, Engine, TileSettings
+from .halo import compact
 from .models import get_model
 from .modes import PYRAMID
 from .pipeline import CancelCheck, Progress, run_blocks, write_block
@@ -82,7 +83,7 @@ class DiskRun:
             "model": self.model,
             "dtype": str(self.out_dtype),
             "tile": list(self.engine.grid.tile_shape),
-            "halo": self.engine.halo,
+            "halo": compact(self.engine.halo),
             "blend": self.settings.blend,
             "norm": self.settings.norm,
             "block": list(self.block_shape),

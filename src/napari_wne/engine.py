@@ -20,15 +20,15 @@ import torch
 
 from .acceleration import accelerate
 from .axes import InstanceLayout
-from .backbones import BACKBONES
 from .backoff import Backoff, tile_stats
 from .devices import batch_voxels, resolve_device
 from .engine_checks import check_float32_range, check_result
+from .halo import default_halo, effective_radius
 from .models import get_model, load_model
 from .modes import NORM, Norm
 from .normalization import check_finite, takes_statistics
 from .precision import Precision, resolve_precision, with_precision
-from .tiling import Tile, TileGrid, smallest_tile
+from .tiling import Tile, TileGrid, automatic_tile
 from .transfer import to_device, to_host
 from .tta import with_tta
 from .wne import WNE
@@ -49,11 +49,13 @@ class TileSettings:
 
     tile: int | tuple[int, ...] | None = None
     """Largest tile side (or one per spatial axis); default 1280 in 2D, (48, 128, 128) in 3D,
-    each side grown where the halo needs more (`napari_wne.tiling.smallest_tile`).
+    each side grown where its halo needs more (`napari_wne.tiling.automatic_tile`).
     Large 2D tiles keep the halo's cost low for networks that see far (the shipped UNet's
     measured radius is about 70 px: 512-px tiles would compute twice the voxels)."""
-    halo: int | None = None
-    """Context voxels each tile keeps beyond its blend zone; default: `default_halo`."""
+    halo: int | tuple[int, ...] | None = None
+    """Context voxels each tile keeps beyond its blend zone (or one count per spatial axis);
+    default: `napari_wne.halo.default_halo`, measured per axis (a 3-D network that keeps Z
+    sees far fewer planes than pixels)."""
     blend: int = 16
     """Width of the raised-cosine crossing between neighbouring tiles."""
     norm: Norm = "tile"
@@ -80,17 +82,19 @@ class TileSettings:
 
     def __post_init__(self) -> None:
         """Sizes are whole pixels: refuse 256.0 or "256" here, with the field's name."""
-        tile = self.tile
-        if tile is not None:
-            sizes = tuple(tile) if isinstance(tile, (tuple, list)) else (tile,)
-            if not sizes or not all(_whole(t) and t >= 1 for t in sizes):
+        for name, low in (("tile", 1), ("halo", 0)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            sizes = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+            if not sizes or not all(_whole(t) and t >= low for t in sizes):
                 raise ValueError(
-                    f"tile must be a whole number of pixels of at least 1 (an int, or one int "
-                    f"per spatial axis), got {tile!r}"
+                    f"{name} must be a whole number of pixels of at least {low} (an int, or one "
+                    f"int per spatial axis), got {value!r}"
                 )
-            whole = tuple(int(t) for t in sizes)
-            object.__setattr__(self, "tile", whole if isinstance(tile, (tuple, list)) else whole[0])
-        for name, low in (("halo", 0), ("blend", 0), ("batch_size", 1)):
+            whole = tuple(int(t) for t in sizes)  # a tuple: settings are hashed (cached_engine)
+            object.__setattr__(self, name, whole if isinstance(value, (tuple, list)) else whole[0])
+        for name, low in (("blend", 0), ("batch_size", 1)):
             value = getattr(self, name)
             if value is not None and not (_whole(value) and value >= low):
                 raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}")
@@ -98,11 +102,24 @@ class TileSettings:
     def tile_shape(self, spatial_dims: int) -> tuple[int, ...]:
         if self.tile is None:
             return (1280, 1280) if spatial_dims == 2 else (48, 128, 128)
-        if isinstance(self.tile, int):
-            return (self.tile,) * spatial_dims
-        if len(self.tile) != spatial_dims:
-            raise ValueError(f"tile {self.tile} needs {spatial_dims} sizes, one per spatial axis")
-        return tuple(int(t) for t in self.tile)
+        return _per_axis("tile", self.tile, spatial_dims)
+
+    def halo_shape(self, model: str, spatial_dims: int) -> tuple[int, ...]:
+        """The halo per spatial axis: as given, or the model's default."""
+        if self.halo is None:
+            return default_halo(model, spatial_dims)
+        return _per_axis("halo", self.halo, spatial_dims)
+
+
+def _per_axis(name: str, value: int | tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
+    """One size for every axis, or as many as there are axes."""
+    if isinstance(value, int):
+        return (value,) * spatial_dims
+    if len(value) != spatial_dims:
+        raise ValueError(
+            f"{name} {value} needs {spatial_dims} sizes, one per spatial axis, or one for all"
+        )
+    return tuple(value)
 
 
 def _env_flag(name: str) -> bool | None:
@@ -155,18 +172,18 @@ class Engine:
         self.settings = settings
         self.model_name = model
         self.model = self._build_model(device)
-        halo = settings.halo
-        if halo is None:
-            halo = default_halo(model, layout.spatial_dims)
-        self.halo = int(halo)
+        self.halo = settings.halo_shape(model, layout.spatial_dims)
+        """Context voxels per spatial axis (ZYX order): what the grid's margins are."""
         tile = settings.tile_shape(layout.spatial_dims)
         if settings.tile is None:  # automatic tiles grow to fit a wide halo (deep 3-D nets)
-            tile = tuple(max(t, smallest_tile(self.halo, settings.blend)) for t in tile)
+            tile = tuple(
+                automatic_tile(t, h, settings.blend) for t, h in zip(tile, self.halo, strict=True)
+            )
         limit = get_model(model).max_tile  # a zoo package of one fixed size
         if limit is not None:
             tile = tuple(min(t, m) for t, m in zip(tile, limit, strict=True))
         dims = len(tile)
-        self.grid = TileGrid(instance_shape, tile, (self.halo,) * dims, (settings.blend,) * dims)
+        self.grid = TileGrid(instance_shape, tile, self.halo, (settings.blend,) * dims)
         batch_size = settings.batch_size or max(
             1, batch_voxels(self.model, device, dims) // math.prod(self.grid.tile_shape)
         )
@@ -349,48 +366,3 @@ def _shift(slices: Sequence[slice], origin: Sequence[slice]) -> tuple[slice, ...
     return tuple(
         slice(s.start - o.start, s.stop - o.start) for s, o in zip(slices, origin, strict=True)
     )
-
-
-EXACT_HALO_MAX = 32
-"""Receptive-field radii up to this are used whole as the halo: exact tiling, at little cost."""
-
-
-def default_halo(model: str, spatial_dims: int) -> int:
-    """The halo tiles keep by default: the whole receptive field when it is small, else the
-    measured effective radius.
-
-    A small network (DnCNN: 17 px) is tiled exactly for a few percent more work; its
-    effective radius would leave visible differences, since many weak far weights add up.
-    A deep UNet's receptive field (about 100 px) would double the work in 2D, for changes
-    below 1e-3 of its impulse response.
-    """
-    spec = get_model(model)
-    if spec.halo is not None:  # declared by the model (a zoo package)
-        return spec.halo
-    known = BACKBONES.get(spec.backbone)  # None for a TorchScript module
-    if known is not None and known.receptive_field <= EXACT_HALO_MAX:
-        return known.receptive_field
-    return effective_radius(model, spatial_dims)
-
-
-@functools.lru_cache(maxsize=16)
-def effective_radius(model: str, spatial_dims: int, threshold: float = 1e-3) -> int:
-    """Where the model's impulse response falls below `threshold` of its peak, in voxels.
-
-    Measured on the backbone (the part that sees normalized data) as the gradient of the
-    centre output voxel with respect to a noise input, on CPU. The probe spans the
-    theoretical receptive field where that is affordable (capped at 257 px in 2D, 65 in 3D).
-    """
-    network = load_model(model, spatial_dims, "cpu")  # the cached instance: only read here
-    network = network.backbone if isinstance(network, WNE) else network
-    known = BACKBONES.get(get_model(model).backbone)  # None for a TorchScript module
-    theoretical = known.receptive_field if known else 64
-    size = min(2 * theoretical + 1, 257 if spatial_dims == 2 else 65)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn((1, 1) + (size,) * spatial_dims, generator=generator)
-    x.requires_grad_(True)
-    centre = (0, 0) + (size // 2,) * spatial_dims
-    (gradient,) = torch.autograd.grad(network(x)[centre], x)  # leaves parameters' .grad alone
-    response = gradient.abs()[0, 0]
-    significant = torch.nonzero(response >= threshold * response.max())
-    return int((significant - size // 2).abs().max())

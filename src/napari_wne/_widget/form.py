@@ -216,12 +216,9 @@ class SettingsForm:
 
     def sizes(self) -> dict[str, Any]:
         """Tile, Overlap and Block as `denoise` takes them; a ValueError names a bad one."""
-        halo = parse_size(self.overlap.value, "Overlap")
-        if isinstance(halo, tuple):
-            raise ValueError(f"Overlap {self.overlap.value!r}: one size for every axis")
         return {
             "tile": parse_size(self.tile.value, "Tile size"),
-            "halo": halo,
+            "halo": parse_size(self.overlap.value, "Overlap"),
             "block": parse_size(self.block.value, "Block size"),
         }
 

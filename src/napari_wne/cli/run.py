@@ -109,8 +109,10 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--overlap",
         type=int,
-        help="context kept around each tile, in pixels (default: the model's whole "
-        "receptive field when at most 32 px, else its measured effective radius)",
+        nargs="+",
+        help="context kept around each tile, in pixels, one for every axis or one per axis "
+        "(default: the model's whole receptive field when at most 32 px, else its effective "
+        "radius measured along each axis)",
     )
     sub.add_argument(NORM.option, default=NORM.default, choices=NORM.values, help=NORM.help)
     sub.add_argument(
@@ -265,7 +267,7 @@ def _denoise_file(
         device=args.device,
         dtype=args.dtype,
         tile=_one_or_tuple(args.tile),
-        halo=args.overlap,
+        halo=_one_or_tuple(args.overlap),
         norm=args.norm,
         batch_size=args.batch_size,
         tta=args.tta,
