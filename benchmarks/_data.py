@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -74,6 +75,11 @@ def correlated_camera(photons: float) -> CameraNoise:
         p_anisotropic=0.0,
         p_quantize=0.0,
     )
+
+
+def white_camera(photons: float) -> CameraNoise:
+    """The same camera with its noise left white (each pixel on its own)."""
+    return dataclasses.replace(correlated_camera(photons), p_correlated=0.0)
 
 
 def clean_references() -> list[tuple[str, np.ndarray]]:

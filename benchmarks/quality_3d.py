@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from _data import CORRELATED_LEVELS, MICROSCOPY
+from _data import CORRELATED_LEVELS, MICROSCOPY, white_camera
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
-from napari_wne.camera import CameraNoise, simulate_camera
+from napari_wne.camera import simulate_camera
 from napari_wne.datasets import normalize_intensity, read_image
 from napari_wne.metrics import scores
 from napari_wne.phantoms import phantom_set
@@ -44,19 +44,6 @@ METHODS = {
     "`unet-wne`, plane by plane": ("unet-wne", "planes"),
     "`unet-wne-3d`, in 3-D": ("unet-wne-3d", "volumes"),
 }
-
-
-def white_camera(photons: float) -> CameraNoise:
-    """Poisson photon noise at `photons` and 1.5 e- read noise, nothing else."""
-    return CameraNoise(
-        p_gaussian_only=0.0,
-        photons_range=(photons, photons),
-        read_noise_range=(1.5, 1.5),
-        p_scmos=0.0,
-        p_hot=0.0,
-        p_correlated=0.0,
-        p_quantize=0.0,
-    )
 
 
 def volumes(quick: bool) -> list[tuple[str, str, np.ndarray, np.ndarray]]:

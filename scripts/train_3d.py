@@ -23,6 +23,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from train_campaign import log_every
 
 from napari_wne.camera import CameraNoise
 from napari_wne.datasets import NoiseConfig
@@ -30,7 +31,7 @@ from napari_wne.inflation import inflate_to_3d
 from napari_wne.model_io import load_weights, save_weights
 from napari_wne.models import trained_weights
 from napari_wne.phantoms import phantom_set
-from napari_wne.training import TrainConfig, TrainProgress, train
+from napari_wne.training import TrainConfig, train
 
 PHANTOMS = 240
 PHANTOM_SHAPE = (32, 128, 128)
@@ -106,16 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         data=(f"phantoms:{args.phantoms}x{PHANTOM_SHAPE} axial {AXIAL_RATIO}",),
     )
 
-    def report(p: TrainProgress) -> None:
-        if p.val_psnr is not None or p.step % 50 == 0:
-            val = "" if p.val_psnr is None else f" val {p.val_psnr:.3f} dB"
-            print(
-                f"step {p.step}/{p.steps} loss {p.loss:.4g} lr {p.lr:.2g} "
-                f"{p.seconds / 60:.1f} min{val}",
-                flush=True,
-            )
-
-    train(config, clean_images=clean, validation=validation_pairs(), progress=report)
+    train(config, clean_images=clean, validation=validation_pairs(), progress=log_every(50))
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -55,6 +56,21 @@ def validation_pairs() -> list:
     clean = real[0][1]
     synthetic = with_correlated_noise(clean, CORRELATED_LEVELS["mid"], seed=7)
     return [*real, synthetic]
+
+
+def log_every(steps: int) -> Callable[[TrainProgress], None]:
+    """A `train` progress callback that prints every `steps` steps and every validation."""
+
+    def report(p: TrainProgress) -> None:
+        if p.val_psnr is not None or p.step % steps == 0:
+            val = "" if p.val_psnr is None else f" val {p.val_psnr:.3f} dB"
+            print(
+                f"step {p.step}/{p.steps} loss {p.loss:.4g} lr {p.lr:.2g} "
+                f"{p.seconds / 60:.1f} min{val}",
+                flush=True,
+            )
+
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,17 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         data=(*(str(p) for p in TRAIN_FILES), f"phantoms:{args.phantoms}x{PHANTOM_SHAPE}"),
     )
 
-    def report(p: TrainProgress) -> None:
-        if p.val_psnr is not None or p.step % 100 == 0:
-            val = "" if p.val_psnr is None else f" val {p.val_psnr:.3f} dB"
-            print(
-                f"step {p.step}/{p.steps} loss {p.loss:.4g} lr {p.lr:.2g} "
-                f"{p.seconds / 60:.1f} min{val}",
-                flush=True,
-            )
-
     print(f"{len(clean)} clean training images ({args.phantoms} phantoms)", flush=True)
-    train(config, clean_images=clean, validation=validation_pairs(), progress=report)
+    train(config, clean_images=clean, validation=validation_pairs(), progress=log_every(100))
     return 0
 
 
