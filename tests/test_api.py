@@ -89,8 +89,9 @@ def test_input_is_never_written(rng):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_registered_model_runs(name, rng):
-    out = _run(rng.normal(100, 15, size=(24, 24)).astype(np.float32), model=name)
-    assert out.shape == (24, 24) and np.isfinite(out).all()
+    shape, axes = ((24, 24), "YX") if 2 in MODELS[name].dims else ((4, 24, 24), "ZYX")
+    out = _run(rng.normal(100, 15, size=shape).astype(np.float32), model=name, axes=axes)
+    assert out.shape == shape and np.isfinite(out).all()
 
 
 def test_untrained_model_says_so_every_call(rng):
