@@ -20,6 +20,14 @@ VALIDATION_PAIR = "w2s 010_0"
 """Held out from every score: the default model's training validated on it."""
 
 
+def shipped_2d_models() -> list[str]:
+    """Every model with shipped weights that denoises 2-D images (`auto` included): what
+    the tables of real 2-D pairs score. The 3-D model has its own table (quality_3d.py)."""
+    from napari_wne import MODELS
+
+    return [name for name, spec in MODELS.items() if spec.trained and 2 in spec.dims]
+
+
 def microscopy_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, noisy, clean) as float64: 10 W2S widefield pairs and 2 FMD confocal pairs."""
     w2s = MICROSCOPY / "w2s_subset"

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _data import VALIDATION_PAIR, microscopy_pairs
+from _data import VALIDATION_PAIR, microscopy_pairs, shipped_2d_models
 from _report import machine, write_section
 from napari_wne import denoise
 from napari_wne.metrics import scores
-from napari_wne.models import MODELS, load_model
+from napari_wne.models import load_model
 from napari_wne.precision import MAX_AUTO_LOSS_DB, Autocast, supported_precisions
 
 A, B = 3.7, -1200.0
@@ -288,7 +288,7 @@ def main() -> None:
         )
         return
     if args.layout:
-        models = [name for name, spec in MODELS.items() if spec.trained and name.endswith("-wne")]
+        models = [name for name in shipped_2d_models() if name.endswith("-wne")]
         write_section(
             "bench_devices_layout",
             [
@@ -307,7 +307,7 @@ def main() -> None:
         )
         return
     pairs = [p for p in microscopy_pairs() if p[0] != VALIDATION_PAIR]
-    models = [name for name, spec in MODELS.items() if spec.trained]
+    models = shipped_2d_models()
     if args.quick:
         pairs, models = pairs[:1] + pairs[-1:], ["dncnn-wne", "unet-wne"]
     devices = ["cpu"] + (["cuda:0"] if torch.cuda.is_available() else [])

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from _data import CORRELATED_LEVELS, correlated_benchmark
+from _data import CORRELATED_LEVELS, correlated_benchmark, shipped_2d_models
 from _report import RESULTS, machine, write_section
-from napari_wne import MODELS, denoise
+from napari_wne import denoise
 from napari_wne.metrics import scores
 from quality_microscopy import best_blur, non_local_means
 
@@ -114,7 +114,7 @@ def table(found: dict[str, dict[str, list]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shipped = [name for name, spec in MODELS.items() if spec.trained]
+    shipped = shipped_2d_models()
     parser.add_argument("--models", nargs="+", default=shipped, help="default: every shipped")
     parser.add_argument("--quick", action="store_true", help="one image only (smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print only")

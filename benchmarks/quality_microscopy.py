@@ -27,9 +27,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
-from _data import VALIDATION_PAIR, microscopy_pairs
+from _data import VALIDATION_PAIR, microscopy_pairs, shipped_2d_models
 from _report import DOCS, RESULTS, machine, write_section
-from napari_wne import MODELS, denoise
+from napari_wne import denoise
 from napari_wne.metrics import fit_to, scores
 
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -138,7 +138,7 @@ def table(found: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shipped = [name for name, spec in MODELS.items() if spec.trained]
+    shipped = shipped_2d_models()
     parser.add_argument("--models", nargs="+", default=shipped, help="default: every shipped")
     parser.add_argument("--quick", action="store_true", help="two images only (CI smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print only")
