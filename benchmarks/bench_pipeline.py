@@ -8,6 +8,10 @@ computed/output voxel ratio is the cost of the halo.
 
     python benchmarks/bench_pipeline.py               # default model, CPU (and CUDA)
     python benchmarks/bench_pipeline.py --repeats 1 --no-write
+    python benchmarks/bench_pipeline.py --precisions float32 float16
+
+The raw forward runs the engine's own network, in the run's precision and memory layout,
+so the ratio measures the pipeline around it and nothing else.
 
 Rounds alternate pipeline and raw forward; figures are medians, the efficiency the median of
 per-round ratios, so a shared machine's load drift hits both alike.
@@ -35,7 +39,8 @@ from napari_wne.axes import parse_axes
 from napari_wne.engine import Engine, TileSettings
 from napari_wne.halo import compact
 from napari_wne.model_io import save_weights
-from napari_wne.models import get_model, load_model
+from napari_wne.models import get_model
+from napari_wne.modes import PRECISION
 
 CASES = {  # name: (axes, shape, zarr chunks)
     "2D time-lapse": ("TYX", (2, 1536, 1536), (1, 512, 512)),
@@ -81,25 +86,27 @@ def time_raw_forward(model, tile_shape, tiles: int, batch: int, device) -> float
     return time.perf_counter() - start
 
 
-def run_case(name: str, model: str, device: torch.device, repeats: int, folder: Path) -> str:
+def run_case(
+    name: str, model: str, device: torch.device, repeats: int, folder: Path, precision: str
+) -> str:
     axes, shape, chunks = CASES[name]
     source = make_input(folder, shape, chunks)
     layout = parse_axes(axes, shape)
     if layout.spatial_dims not in get_model(model).dims:  # the shipped weights are 2D
         model = random_unet(folder, layout.spatial_dims)
-    settings = TileSettings()
+    settings = TileSettings(precision=precision)
     engine = Engine(model, layout, layout.spatial_shape(shape), device, settings)
     block = (4096, 4096) if layout.spatial_dims == 2 else (128, 512, 512)
     block = tuple(min(b, n) for b, n in zip(block, engine.grid.shape, strict=True))
     tiles = computed_tiles(engine, layout.batch_shape(shape), block)
     computed = tiles * math.prod(engine.grid.tile_shape)
-    network = load_model(model, layout.spatial_dims, str(device))
+    network = engine.model  # in the run's precision and layout, as the pipeline runs it
 
     def pipeline() -> float:
         target = folder / "output.ome.zarr"
         start = time.perf_counter()
         denoise(source, model, axes=axes, output=target, device=device, overwrite=True,
-                verbose=False)  # fmt: skip
+                precision=precision, verbose=False)  # fmt: skip
         seconds = time.perf_counter() - start
         shutil.rmtree(target)
         return seconds
@@ -123,7 +130,7 @@ def run_case(name: str, model: str, device: torch.device, repeats: int, folder: 
     t_pipe, t_raw = statistics.median(runs), statistics.median(raws)
     row = (
         f"| {name} {axes} {'x'.join(map(str, shape))} | `{model.split(':')[0]}` | "
-        f"{device.type} | "
+        f"{device.type} | {engine.precision} | "
         f"{'x'.join(map(str, engine.grid.tile_shape))} (halo {compact(engine.halo)}) | "
         f"{computed / math.prod(shape):.3f} | {t_pipe:.2f} | {t_raw:.2f} | "
         f"{computed / t_pipe / 1e6:.3f} | {computed / t_raw / 1e6:.3f} | "
@@ -139,21 +146,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["auto"], choices=PRECISION.values,
+        help="each a row per case (default: auto, what a run picks)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # an untrained model is as fast as a trained one
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = [
-        "| input | model | device | tile | computed / output voxels | pipeline (s) "
-        "| raw forward (s) | pipeline Mvoxel/s | raw Mvoxel/s | pipeline / raw throughput |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| input | model | device | precision | tile | computed / output voxels "
+        "| pipeline (s) | raw forward (s) | pipeline Mvoxel/s | raw Mvoxel/s "
+        "| pipeline / raw throughput |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
-            for name in CASES:
-                rows.append(run_case(name, args.model, device, args.repeats, Path(tmp)))
+            for precision in args.precisions:
+                for name in CASES:
+                    folder = Path(tmp) / f"{device.type}-{precision}"
+                    folder.mkdir(exist_ok=True)
+                    rows.append(run_case(name, args.model, device, args.repeats, folder, precision))
     if args.no_write:
         return
     machines = "; ".join(f"{d.type}: {machine(d)}" for d in devices)
@@ -166,7 +181,8 @@ def main() -> None:
             f"(model {args.model}, default tiling, median of {args.repeats} alternating rounds, "
             f"{time.perf_counter() - start:.0f} s in all; {machines}). The pipeline reads zarr, "
             "tiles, normalizes, runs the network, blends and writes an OME-Zarr; the raw "
-            "forward runs the network alone on the same number of tiles of the same shape. "
+            "forward runs the engine's network (in the run's precision and layout) alone on "
+            "the same number of tiles of the same shape. "
             "The shipped model is 2D, so the 3D case runs the same UNet architecture in 3D, "
             "untrained and unwrapped (speed does not depend on the weights; the wrapper's "
             "own cost is measured above). "
