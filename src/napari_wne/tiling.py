@@ -15,6 +15,7 @@ tile outputs normalization-equivariant as a whole.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -85,13 +86,13 @@ class AxisTiling:
     def _covers(self, tile: int, count: int) -> bool:
         return (count - 1) * self._stride(tile) + tile >= self.size
 
-    @property
+    @functools.cached_property  # a block plan asks thousands of times
     def count(self) -> int:
         if self.size <= self.tile:
             return 1
         return math.ceil((self.size - self.tile) / self._stride(self.tile)) + 1
 
-    @property
+    @functools.cached_property
     def tile_size(self) -> int:
         """The tile along this axis: the smallest on-grid size that still covers it."""
         if self.count == 1:
@@ -103,11 +104,11 @@ class AxisTiling:
             tile -= self.multiple
         return tile
 
-    @property
+    @functools.cached_property
     def stride(self) -> int:
         return self._stride(self.tile_size) if self.count > 1 else self.size
 
-    @property
+    @functools.cached_property
     def starts(self) -> tuple[int, ...]:
         return tuple(i * self.stride for i in range(self.count))
 
