@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,6 +26,24 @@ def machine(device: torch.device) -> str:
     except OSError:
         pass
     return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def run_devices(names: Sequence[str] | None = None) -> list[torch.device]:
+    """The devices a benchmark measures: the named ones ("cpu", "cuda"), or by default the
+    CPU and, when torch sees one, CUDA (its current device). Naming CUDA without one stops."""
+    if not names:
+        names = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    if "cuda" in names and not torch.cuda.is_available():
+        raise SystemExit("--devices cuda: torch sees no CUDA device")
+    return [torch.device(name) for name in names]
+
+
+def section_name(script: str, devices: Sequence[torch.device]) -> str:
+    """A script's docs section: its own name when the CPU is among the devices (the default
+    run), else with the devices added, so a GPU-only run does not replace the CPU table."""
+    if any(d.type == "cpu" for d in devices):
+        return script
+    return "_".join([script, *dict.fromkeys(d.type for d in devices)])
 
 
 def write_section(name: str, lines: list[str], report: Path = REPORT) -> None:

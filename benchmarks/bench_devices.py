@@ -11,6 +11,7 @@ against eager mode, each alternately, in a section of its own.
 
     python benchmarks/bench_devices.py                 # CPU (and CUDA when present)
     python benchmarks/bench_devices.py --quick         # 2 pairs, 2 models: a smoke run
+    python benchmarks/bench_devices.py --devices cuda  # CUDA alone, in a section of its own
     python benchmarks/bench_devices.py --compile       # torch.compile on the CPU only
     python benchmarks/bench_devices.py --layout        # channels_last on the CPU only
     python benchmarks/bench_devices.py --equivariance  # float32-input equivariance only
@@ -35,7 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from _data import VALIDATION_PAIR, microscopy_pairs, shipped_2d_models
-from _report import machine, write_section
+from _report import machine, run_devices, section_name, write_section
 from napari_wne import denoise
 from napari_wne.metrics import scores
 from napari_wne.models import load_model
@@ -247,6 +248,12 @@ def main() -> None:
     parser.add_argument("--layout", action="store_true", help="only the channels_last table")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --layout, --compile")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--devices", nargs="+", choices=("cpu", "cuda"),
+        help="what the precision table measures (default: the CPU, and CUDA when present); "
+        "without the CPU it writes a section of its own and no batch sweep",
+    )  # fmt: skip
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -306,17 +313,22 @@ def main() -> None:
             ],
         )
         return
+    run_on = run_devices(args.devices)
+    devices = [str(d) for d in run_on]
     pairs = [p for p in microscopy_pairs() if p[0] != VALIDATION_PAIR]
     models = shipped_2d_models()
     if args.quick:
         pairs, models = pairs[:1] + pairs[-1:], ["dncnn-wne", "unet-wne"]
-    devices = ["cpu"] + (["cuda:0"] if torch.cuda.is_available() else [])
+    with_cpu = "cpu" in devices
+    flags = (" --quick" if args.quick else "") + (
+        f" --devices {' '.join(args.devices)}" if args.devices else ""
+    )
+    units = f"CPU low-precision units: {cpu_flags()}. " if with_cpu else ""
     lines = [
-        "## Precision, layout and batch by device",
+        "## Precision, layout and batch by device" if with_cpu else "## Precision on CUDA",
         "",
-        f"Measured {date.today()} with `python benchmarks/bench_devices.py"
-        f"{' --quick' if args.quick else ''}` "
-        f"(torch {torch.__version__}). CPU low-precision units: {cpu_flags()}. "
+        f"Measured {date.today()} with `python benchmarks/bench_devices.py{flags}` "
+        f"(torch {torch.__version__}). {units}"
         f"{len(pairs)} real pairs (512x512, validation pair excluded), each one tile; "
         "throughput counts output voxels of the whole `denoise` call; FLOP counts the "
         "forward pass (2 per multiply-add); PSNR is gain-fitted as on the results page; "
@@ -335,7 +347,7 @@ def main() -> None:
             *rows,
         ]
         print(f"{device} auto picks: {picks}", flush=True)
-    if not args.quick:
+    if with_cpu and not args.quick:
         lines += [
             "",
             "**Voxels per forward pass** (CPU, `unet-wne` backbone, float32, 128x128 tiles):",
@@ -346,7 +358,8 @@ def main() -> None:
         ]
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     lines += ["", f"{time.perf_counter() - began:.0f} s in all; load average at the end {load}."]
-    write_section("bench_devices", lines)
+    if not args.no_write:
+        write_section(section_name("bench_devices", run_on), lines)
 
 
 if __name__ == "__main__":

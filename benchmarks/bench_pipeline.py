@@ -9,6 +9,7 @@ computed/output voxel ratio is the cost of the halo.
     python benchmarks/bench_pipeline.py               # default model, CPU (and CUDA)
     python benchmarks/bench_pipeline.py --repeats 1 --no-write
     python benchmarks/bench_pipeline.py --precisions float32 float16
+    python benchmarks/bench_pipeline.py --devices cuda   # CUDA alone, in a section of its own
 
 The raw forward runs the engine's own network, in the run's precision and memory layout,
 so the ratio measures the pipeline around it and nothing else.
@@ -23,6 +24,7 @@ import argparse
 import math
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 import zarr
 
-from _report import machine, write_section
+from _report import machine, run_devices, section_name, write_section
 from napari_wne import DEFAULT_MODEL, build_backbone, denoise
 from napari_wne.axes import parse_axes
 from napari_wne.engine import Engine, TileSettings
@@ -150,11 +152,15 @@ def main() -> None:
         "--precisions", nargs="+", default=["auto"], choices=PRECISION.values,
         help="each a row per case (default: auto, what a run picks)",
     )  # fmt: skip
+    parser.add_argument(
+        "--devices", nargs="+", choices=("cpu", "cuda"),
+        help="default: the CPU, and CUDA when present; without the CPU the section is its own",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # an untrained model is as fast as a trained one
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = run_devices(args.devices)
     rows = [
         "| input | model | device | precision | tile | computed / output voxels "
         "| pipeline (s) | raw forward (s) | pipeline Mvoxel/s | raw Mvoxel/s "
@@ -172,12 +178,14 @@ def main() -> None:
     if args.no_write:
         return
     machines = "; ".join(f"{d.type}: {machine(d)}" for d in devices)
+    command = " ".join(["python benchmarks/bench_pipeline.py", *sys.argv[1:]])
     write_section(
-        "bench_pipeline",
+        section_name("bench_pipeline", devices),
         [
-            "## Whole pipeline against the raw network forward",
+            "## Whole pipeline against the raw network forward"
+            + ("" if any(d.type == "cpu" for d in devices) else " on CUDA"),
             "",
-            f"Measured {date.today().isoformat()} with `python benchmarks/bench_pipeline.py` "
+            f"Measured {date.today().isoformat()} with `{command}` "
             f"(model {args.model}, default tiling, median of {args.repeats} alternating rounds, "
             f"{time.perf_counter() - start:.0f} s in all; {machines}). The pipeline reads zarr, "
             "tiles, normalizes, runs the network, blends and writes an OME-Zarr; the raw "

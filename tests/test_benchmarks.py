@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -27,3 +30,17 @@ def test_the_results_command_runs_in_quick_mode(shared_data, tmp_path):
     # A quick run leaves the docs alone.
     docs_after = {p: p.stat().st_mtime_ns for p in (BENCHMARKS.parent / "docs").rglob("*")}
     assert docs_after == docs_before
+
+
+def test_a_cuda_only_benchmark_run_keeps_the_cpu_tables(monkeypatch):
+    """`--devices cuda` writes a section of its own; naming CUDA without one stops."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _report
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert _report.section_name("bench_devices", [cpu, cuda]) == "bench_devices"
+    assert _report.section_name("bench_devices", [cuda]) == "bench_devices_cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _report.run_devices(None) == [cpu]
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        _report.run_devices(["cuda"])
