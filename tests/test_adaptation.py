@@ -12,7 +12,7 @@ import tifffile
 import torch
 
 from napari_wne import denoise
-from napari_wne.adaptation import KEPT_ORIGINAL, AdaptSettings, adapt
+from napari_wne.adaptation import KEPT_ORIGINAL, AdaptSettings, _Significant, adapt
 from napari_wne.blind_spot import blind_spot_mask, mask_radius
 from napari_wne.camera import CameraNoise, simulate_camera
 from napari_wne.cli import main
@@ -181,3 +181,19 @@ def test_cli_adapt_writes_a_model_folder_that_denoise_loads(tmp_path, capsys):
     assert main(argv) == 2
     assert "already holds a model" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_a_held_out_improvement_within_its_noise_does_not_count():
+    gen = torch.Generator().manual_seed(0)
+    start = torch.rand(1000, generator=gen, dtype=torch.float64)
+    wobble = 0.05 * torch.randn(1000, generator=gen, dtype=torch.float64)
+    within_noise = start - 1e-4 + wobble  # lower on average, by far less than its spread
+    clearly_better = 0.9 * start
+    measured = iter([start, within_noise, clearly_better])
+    loss = _Significant(lambda model: next(measured), min_z=2.0)
+
+    assert loss(None) == pytest.approx(float(start.mean()))
+    assert float(within_noise.mean()) < float(start.mean())
+    assert loss(None) == pytest.approx(float(start.mean()))  # counted as no change
+    assert loss(None) == pytest.approx(float(clearly_better.mean()))
+    assert loss.z[0] < 2.0 < loss.z[1]

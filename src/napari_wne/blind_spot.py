@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["Replacement", "blind_spot_mask", "mask_radius", "masked_loss"]
+__all__ = ["Replacement", "blind_spot_mask", "mask_radius", "masked_errors", "masked_loss"]
 
 Replacement = Literal["uniform", "median"]
 
@@ -147,6 +147,34 @@ def blind_spot_mask(
 
 
 @torch.no_grad()
+def masked_errors(
+    model: nn.Module,
+    clean_inputs: torch.Tensor,
+    masked_inputs: torch.Tensor,
+    indices: torch.Tensor,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Squared error of `model` at every hidden centre, against the unmasked value (float64,
+    one entry per hidden pixel and channel, in a fixed order).
+
+    Per pixel, so that two sets of weights can be compared pixel by pixel on the same
+    noise (`masked_loss` is their mean).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts = []
+    for start in range(0, len(masked_inputs), batch_size):
+        part = slice(start, start + batch_size)
+        out = model(masked_inputs[part].to(device)).float().cpu()
+        n, c = out.shape[:2]
+        where = indices[part][:, None].expand(n, c, -1)
+        shown = clean_inputs[part].reshape(n, c, -1).gather(2, where)
+        parts.append((out.reshape(n, c, -1).gather(2, where) - shown).double().square().reshape(-1))
+    model.train(was_training)
+    return torch.cat(parts)
+
+
 def masked_loss(
     model: nn.Module,
     clean_inputs: torch.Tensor,
@@ -160,19 +188,4 @@ def masked_loss(
     compares one set of weights with another, without any clean image (its floor is the
     noise variance, the same for every model).
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, len(masked_inputs), batch_size):
-        part = slice(start, start + batch_size)
-        out = model(masked_inputs[part].to(device)).float().cpu()
-        n, c = out.shape[:2]
-        where = indices[part][:, None].expand(n, c, -1)
-        diff = out.reshape(n, c, -1).gather(2, where) - clean_inputs[part].reshape(n, c, -1).gather(
-            2, where
-        )
-        total += float(diff.double().square().sum())
-        count += diff.numel()
-    model.train(was_training)
-    return total / count
+    return float(masked_errors(model, clean_inputs, masked_inputs, indices, batch_size).mean())
