@@ -101,8 +101,13 @@ def card_lines(card: dict) -> list[str]:
         + ".",
         f"- **Noise:** {noise_text(noise)}",
         f"- **Validation** ({card.get('validation', 'W2S pair 010_0')}; PSNR after the "
-        f"pair's gain fit): {card['final_val_psnr']:.2f} dB "
-        f"(input {card['val_input_psnr']:.2f} dB).",
+        f"pair's gain fit): {card['final_val_psnr']:.2f} dB at the last step "
+        f"(input {card['val_input_psnr']:.2f} dB)"
+        + (
+            f"; the weights shipped are step {card['selected_at_step']:,}'s, the best there."
+            if "selected_at_step" in card
+            else "."
+        ),
         "",
         "| real data (never trained on) | images | input PSNR / SSIM | model PSNR / SSIM |",
         "|---|---|---|---|",
@@ -231,6 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a folder written by `napari-wne train`")
     parser.add_argument("name", choices=sorted(MODELS))
+    parser.add_argument("--validation", help="what the run was selected on, for the card")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     card = json.loads((args.run / CARD_FILE).read_text())
@@ -258,6 +264,10 @@ def main() -> None:
         card["validation"] = "two 3-D phantoms from seed 1, Poisson-Gaussian noise"
     elif card["noise"]["kind"] == "camera":  # scripts/train_campaign.py: two pairs
         card["validation"] = "W2S pair 010_0, and its clean image with correlated noise"
+    if args.validation:
+        card["validation"] = args.validation
+    if "held_out_loss" in card:  # exported the best weights on a held-out loss, not the last
+        card["selected_at_step"] = card["held_out_loss"]["step"]
     if card["config"].get("init_weights"):  # a path on the training machine: name its model
         card["lineage"] = init_lineage(Path(card["config"]["init_weights"]))
         card["config"]["init_weights"] = card["fine_tuned_from"] = card["lineage"][0]["model"]

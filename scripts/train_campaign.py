@@ -1,15 +1,19 @@
-"""The training campaign for the camera-noise default: its data split, and one resumable run.
+"""The training campaign for the shipped 2-D UNets: their data split, and one resumable run.
 
     python scripts/train_campaign.py runs/unet-wne-camera --steps 8000 --threads 1
+    python scripts/train_campaign.py runs/unet-wne-w2s-field128 --noise mixed --fluorescence \
+        --phantoms 0 --w2s-rows 384 --select w2s --lr 1e-4 --steps 3000 --patch 128 --batch 4
 
 Rerunning the same command resumes from the run's checkpoint (`napari_wne.training`).
 The split is fixed here and documented in docs/training.md:
 
 - **train**: train400 (natural images), the clean 3D-RCAN crops, one SRDTrans clean frame,
-  and procedural fluorescence phantoms (`napari_wne.phantoms`), all with the camera noise
-  model (`napari_wne.camera`);
-- **validation** (model selection): the W2S pair 010_0 (real) and its clean image with the
-  correlated-noise benchmark's camera (synthetic), never scored in the results;
+  procedural fluorescence phantoms (`napari_wne.phantoms`); with `--fluorescence` the
+  2-D time-lapse and mahotas' nuclei; with `--w2s-rows` the clean top rows of the W2S
+  validation field 010_0. Noise: the camera model (`napari_wne.camera`) or 0.1's mix;
+- **validation** (model selection): the W2S pair 010_0 (real; below `--w2s-rows` only) and
+  its clean image with the correlated-noise benchmark's camera (synthetic), never scored
+  in the results;
 - **test** (never seen in training): the other 10 W2S pairs, both FMD pairs, the
   correlated-noise benchmark built on their clean images, and the bundled samples: the
   2-D nuclei image (stardist's img2d) and cells3d (nuclei.tif), source of the 3-D sample.
