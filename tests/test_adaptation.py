@@ -12,11 +12,12 @@ import tifffile
 import torch
 
 from napari_wne import denoise
-from napari_wne.adaptation import KEPT_ORIGINAL, AdaptSettings, _Significant, adapt
+from napari_wne.adaptation import KEPT_CORRELATED, KEPT_ORIGINAL, AdaptSettings, adapt
 from napari_wne.blind_spot import blind_spot_mask, mask_radius
 from napari_wne.camera import CameraNoise, simulate_camera
 from napari_wne.cli import main
 from napari_wne.datasets import NoiseConfig
+from napari_wne.early_stopping import SignificantLoss
 from napari_wne.model_io import load_weights
 from napari_wne.noise_stats import autocorrelation, estimate_correlation
 from napari_wne.training import TrainConfig, train
@@ -161,6 +162,35 @@ def test_adapt_keeps_adapted_weights_when_they_lower_the_held_out_loss(tmp_path)
     assert min(loss for _, loss in card["held_out_history"]) == card["held_out_loss_after"]
 
 
+def _correlated_noisy(side: int = 96) -> np.ndarray:
+    clean = _phantom(side)
+    camera = CameraNoise(p_gaussian_only=1.0, sigma_range=(0.15, 0.15), p_scmos=0.0,
+                         p_hot=0.0, p_correlated=1.0, p_resample=0.0,
+                         kernel_sigma_range=(1.0, 1.0), p_quantize=0.0)  # fmt: skip
+    noisy, _ = simulate_camera(clean, camera, torch.Generator().manual_seed(2))
+    return noisy[0, 0].numpy().astype(np.float32)
+
+
+def test_on_correlated_noise_adapt_keeps_the_original_without_training(tmp_path):
+    start = _start_model(tmp_path)
+    result = adapt([_correlated_noisy()], tmp_path / "out", init=start, settings=_quick())
+    assert result.mask_radius > 0  # the noise was seen to be correlated
+    assert not result.adapted and result.steps_run == 0 and result.message == KEPT_CORRELATED
+    before = load_weights(f"{start}/model.safetensors")
+    after = load_weights(tmp_path / "out" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    card = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert card["adaptation"]["result"] == KEPT_CORRELATED
+    assert denoise(_correlated_noisy(), model=str(tmp_path / "out"), verbose=False).shape
+
+
+def test_on_correlated_noise_adapt_trains_when_allowed(tmp_path):
+    start = _start_model(tmp_path)
+    settings = _quick(lr=3e-3, allow_correlated=True)
+    result = adapt([_correlated_noisy()], tmp_path / "out", init=start, settings=settings)
+    assert result.mask_radius > 0 and result.steps_run > 0
+
+
 def test_cli_adapt_writes_a_model_folder_that_denoise_loads(tmp_path, capsys):
     start = _start_model(tmp_path)
     image = _noisy(64)
@@ -190,7 +220,7 @@ def test_a_held_out_improvement_within_its_noise_does_not_count():
     within_noise = start - 1e-4 + wobble  # lower on average, by far less than its spread
     clearly_better = 0.9 * start
     measured = iter([start, within_noise, clearly_better])
-    loss = _Significant(lambda model: next(measured), min_z=2.0)
+    loss = SignificantLoss(lambda model: next(measured), min_z=2.0)
 
     assert loss(None) == pytest.approx(float(start.mean()))
     assert float(within_noise.mean()) < float(start.mean())

@@ -8,12 +8,14 @@ the result is never worse, on that loss, than the model training started from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["BestWeights"]
+__all__ = ["BestWeights", "SignificantLoss"]
 
 
 class BestWeights:
@@ -48,3 +50,28 @@ class BestWeights:
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.state().items() if k != "weights"}
+
+
+class SignificantLoss:
+    """The held-out loss as `train` ranks weights: the mean masked error, or the starting
+    model's own wherever the improvement on it is within the measurement's noise.
+
+    The paired difference (start minus now, per hidden pixel) cancels the noise both see;
+    its mean over its standard error is the z-score kept in `z`.
+    """
+
+    def __init__(self, errors: Callable[[nn.Module], torch.Tensor], min_z: float) -> None:
+        self.errors, self.min_z = errors, min_z
+        self.start: torch.Tensor | None = None
+        self.z: list[float] = []
+
+    def __call__(self, model: nn.Module) -> float:
+        errors = self.errors(model)
+        if self.start is None:
+            self.start = errors
+            return float(errors.mean())
+        diff = self.start - errors
+        gain, spread = float(diff.mean()), float(diff.std())
+        z = gain / spread * math.sqrt(diff.numel()) if spread > 0 else math.copysign(math.inf, gain)
+        self.z.append(round(z, 2) if math.isfinite(z) else z)
+        return float(errors.mean()) if z >= self.min_z else float(self.start.mean())

@@ -51,6 +51,12 @@ def add_parser(commands) -> None:
     sub.add_argument("--seed", type=int, default=d.seed)
     sub.add_argument("--threads", type=int, default=d.threads, help="CPU threads (default 1)")
     sub.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
+    sub.add_argument(
+        "--allow-correlated",
+        action="store_true",
+        help="adapt also on spatially correlated noise, where the held-out check can miss "
+        "losses (off: the original is kept there, without training)",
+    )
     sub.add_argument("--overwrite", action="store_true", help="replace a model in OUT_MODEL_DIR")
     sub.set_defaults(run=_run_adapt)
 
@@ -73,6 +79,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         device=args.device,
+        allow_correlated=args.allow_correlated,
     )
     print(f"napari-wne: adapting {args.init} on {len(files)} image(s)", file=sys.stderr)
     with tqdm(total=args.steps, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
