@@ -126,7 +126,7 @@ def main() -> None:
             f"Measured {date.today().isoformat()} with `python benchmarks/quality_adaptation.py"
             f"{f' --images {args.images}' if args.images else ''}"
             f"{' --allow-correlated' if args.allow_correlated else ''}` "
-            f"({machine(torch.device('cpu'))}, {args.threads} torch thread(s); "
+            f"({machine(torch.device('cpu'))}; "
             f"{time.perf_counter() - start:.0f} s). Each noisy image is adapted on itself "
             f"alone (`napari-wne adapt IMAGE OUT --init {args.init}` at its defaults: at most "
             f"{settings.steps} steps at lr {settings.lr:g}, a held-out band of "
