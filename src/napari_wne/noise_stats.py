@@ -90,5 +90,20 @@ def estimate_correlation(
     residual = tiles - (design @ coef).T.reshape(tiles.shape)
     order = np.argsort(residual.reshape(len(tiles), -1).var(axis=1))
     flat = residual[order[: max(4, int(share * len(tiles)))]]
-    measured = np.mean([autocorrelation(t, (*lags, *far)).mean(axis=0) for t in flat], axis=0)
+    measured = _patch_autocorrelation(flat, (*lags, *far)).mean(axis=0)
     return measured[: len(lags)] - measured[len(lags) :].mean()
+
+
+def _patch_autocorrelation(patches: np.ndarray, lags: Sequence[int]) -> np.ndarray:
+    """`autocorrelation` of each 2-D patch of a stack, averaged over the two axes: shape
+    (patches, lags). One pass per lag over the whole stack (the routing of every `auto`
+    run measures about seventy patches: a loop over them cost 0.1 s)."""
+    e = patches - patches.mean(axis=(1, 2), keepdims=True)
+    variance = e.var(axis=(1, 2))
+    out = np.zeros((len(e), len(lags)))
+    for j, lag in enumerate(lags):
+        along_y = (e[:, :-lag, :] * e[:, lag:, :]).mean(axis=(1, 2))
+        along_x = (e[:, :, :-lag] * e[:, :, lag:]).mean(axis=(1, 2))
+        out[:, j] = (along_y + along_x) / 2
+    safe = np.where(variance > 0, variance, 1.0)
+    return np.where(variance[:, None] > 0, out / safe[:, None], 0.0)
