@@ -278,11 +278,16 @@ def _keep_start(
         "noise_correlation_lags_1_3": list(result.correlation),
         "mask_radius": radius,
     }
+    _write_model(out, weights, kept)
+    return result
+
+
+def _write_model(out: Path, weights: Path, card: dict[str, Any]) -> None:
+    """The model folder `denoise` loads: a copy of `weights` and `card`, each written whole."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / WEIGHTS_FILE, lambda t: shutil.copyfile(weights, t))
-    text = json.dumps(kept, indent=2) + "\n"
+    text = json.dumps(card, indent=2) + "\n"
     atomic_write(out / CARD_FILE, lambda t: Path(t).write_text(text))
-    return result
 
 
 def adapt(
@@ -331,10 +336,10 @@ def adapt(
     radius = settings.mask_radius
     if radius is None:
         radius = mask_radius(correlation, settings.correlation_threshold)
-    fraction = settings.mask_fraction or min(0.01, 0.05 / (2 * radius + 1) ** 2)
-    patch = min(settings.patch_size, *(min(p.shape[-2:]) for p, _ in parts))
     if radius > 0 and not settings.allow_correlated:
         return _keep_start(out, weights, card, init, sources, correlation, radius, began)
+    fraction = settings.mask_fraction or min(0.01, 0.05 / (2 * radius + 1) ** 2)
+    patch = min(settings.patch_size, *(min(p.shape[-2:]) for p, _ in parts))
 
     held_out = _held_out_patches([band for _, band in parts], side)
     gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -421,8 +426,5 @@ def adapt(
             "seconds": round(result.seconds, 1),
         }
         trained.pop("held_out_loss")
-        out.mkdir(exist_ok=True)
-        atomic_write(out / WEIGHTS_FILE, lambda t: shutil.copyfile(Path(tmp) / WEIGHTS_FILE, t))
-        text = json.dumps(trained, indent=2) + "\n"
-        atomic_write(out / CARD_FILE, lambda t: Path(t).write_text(text))
+        _write_model(out, Path(tmp) / WEIGHTS_FILE, trained)
     return result

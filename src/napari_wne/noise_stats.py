@@ -20,18 +20,27 @@ __all__ = ["autocorrelation", "estimate_correlation", "variance_vs_mean"]
 
 def autocorrelation(noise: np.ndarray, lags: Sequence[int] = (1, 2, 3)) -> np.ndarray:
     """Correlation of `noise` with itself shifted by each lag, per axis: shape (ndim, lags)."""
-    e = np.asarray(noise, dtype=np.float64)
-    e = e - e.mean()
-    variance = e.var()
-    out = np.zeros((e.ndim, len(lags)))
-    if variance == 0:
-        return out
-    for axis in range(e.ndim):
+    return _stack_autocorrelation(np.asarray(noise, dtype=np.float64)[None], lags)[0]
+
+
+def _stack_autocorrelation(stack: np.ndarray, lags: Sequence[int]) -> np.ndarray:
+    """`autocorrelation` of every array of a stack at once: shape (arrays, ndim, lags).
+
+    One pass per axis and lag over the whole stack: the routing of every `auto` run
+    measures about seventy patches, and a loop over them cost 0.1 s.
+    """
+    spatial = tuple(range(1, stack.ndim))
+    e = stack - stack.mean(axis=spatial, keepdims=True)
+    variance = e.var(axis=spatial)
+    out = np.zeros((len(e), len(spatial), len(lags)))
+    for a, axis in enumerate(spatial):
+        size = e.shape[axis]
         for j, lag in enumerate(lags):
-            head = np.take(e, np.arange(e.shape[axis] - lag), axis=axis)
-            tail = np.take(e, np.arange(lag, e.shape[axis]), axis=axis)
-            out[axis, j] = float((head * tail).mean() / variance)
-    return out
+            head = np.take(e, np.arange(size - lag), axis=axis)
+            tail = np.take(e, np.arange(lag, size), axis=axis)
+            out[:, a, j] = (head * tail).mean(axis=spatial)
+    safe = np.where(variance > 0, variance, 1.0)[:, None, None]
+    return np.where(variance[:, None, None] > 0, out / safe, 0.0)
 
 
 def variance_vs_mean(
@@ -90,20 +99,5 @@ def estimate_correlation(
     residual = tiles - (design @ coef).T.reshape(tiles.shape)
     order = np.argsort(residual.reshape(len(tiles), -1).var(axis=1))
     flat = residual[order[: max(4, int(share * len(tiles)))]]
-    measured = _patch_autocorrelation(flat, (*lags, *far)).mean(axis=0)
+    measured = _stack_autocorrelation(flat, (*lags, *far)).mean(axis=(0, 1))
     return measured[: len(lags)] - measured[len(lags) :].mean()
-
-
-def _patch_autocorrelation(patches: np.ndarray, lags: Sequence[int]) -> np.ndarray:
-    """`autocorrelation` of each 2-D patch of a stack, averaged over the two axes: shape
-    (patches, lags). One pass per lag over the whole stack (the routing of every `auto`
-    run measures about seventy patches: a loop over them cost 0.1 s)."""
-    e = patches - patches.mean(axis=(1, 2), keepdims=True)
-    variance = e.var(axis=(1, 2))
-    out = np.zeros((len(e), len(lags)))
-    for j, lag in enumerate(lags):
-        along_y = (e[:, :-lag, :] * e[:, lag:, :]).mean(axis=(1, 2))
-        along_x = (e[:, :, :-lag] * e[:, :, lag:]).mean(axis=(1, 2))
-        out[:, j] = (along_y + along_x) / 2
-    safe = np.where(variance > 0, variance, 1.0)
-    return np.where(variance[:, None] > 0, out / safe[:, None], 0.0)
