@@ -137,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         help="mixed and poisson-gaussian: largest read noise, in units of the clean range",
     )  # fmt: skip
     parser.add_argument(
+        "--photons", type=float, nargs=2, default=NoiseConfig.photons_range,
+        metavar=("LOW", "HIGH"),
+        help="mixed and poisson-gaussian: photons at intensity 1, log-uniform in this range",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-natural", action="store_true",
+        help="leave train400's natural images out: fluorescence content only",
+    )  # fmt: skip
+    parser.add_argument(
         "--fluorescence", action="store_true", help="add FLUORESCENCE_EXTRA to the real images"
     )
     parser.add_argument(
@@ -153,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    files = TRAIN_FILES + (FLUORESCENCE_EXTRA if args.fluorescence else [])
+    files = TRAIN_FILES[1:] if args.no_natural else TRAIN_FILES
+    files = files + (FLUORESCENCE_EXTRA if args.fluorescence else [])
     clean = load_clean_images(files) + phantom_set(args.phantoms, PHANTOM_SHAPE, seed=0)
     if args.w2s_rows:
         clean += w2s_content(args.w2s_rows, args.w2s_repeats)
@@ -173,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         noise=NoiseConfig(
             kind=args.noise,
             read_noise_max=args.read_noise_max,
+            photons_range=tuple(args.photons),
             camera=CameraNoise(
                 p_correlated=args.p_correlated, kernel_sigma_range=tuple(args.kernel_sigma)
             ),
