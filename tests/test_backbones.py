@@ -310,3 +310,38 @@ def test_sort_pool_sorts_channel_pairs():
     out = SortPool()(x).flatten().tolist()
     assert out == [-1.0, 3.0, 0.5, 2.0, 7.0, 7.0]
     assert math.isclose(sum(out), x.sum().item())
+
+
+def test_unet_adds_in_place_only_where_nothing_is_rounded():
+    """The UNet writes its residual sums into fresh layer outputs, to save a pass; a
+    float16 output plus a float32 input must still come back in float32, unrounded."""
+    from napari_wne.backbones.unet import _add_into
+
+    half = torch.full((3,), 1.0, dtype=torch.float16)
+    fine = torch.full((3,), 1e-4, dtype=torch.float32)
+    assert _add_into(half.clone(), fine).dtype == torch.float32
+    assert torch.all(_add_into(half.clone(), fine) == 1.0 + fine)
+    fresh = torch.ones(3)
+    assert _add_into(fresh, fine) is fresh  # same dtype: written into the fresh output
+
+
+def test_unet_gradients_are_those_of_out_of_place_sums():
+    torch.manual_seed(0)
+    model = ResUNet(widths=(4, 8), blocks=1)
+    x = torch.randn(2, 1, 16, 16)
+    model(x).square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+
+    def reference(net: ResUNet, y: torch.Tensor) -> torch.Tensor:
+        h = net.head(y)
+        h = h + net.encoders[0][0].conv2(net.encoders[0][0].act(net.encoders[0][0].conv1(h)))
+        skip, h = h, net.downs[0](h)
+        h = h + net.body[0].conv2(net.body[0].act(net.body[0].conv1(h)))
+        h = net.ups[0](h) + skip
+        h = h + net.decoders[0][0].conv2(net.decoders[0][0].act(net.decoders[0][0].conv1(h)))
+        return net.tail(h) + y
+
+    model.zero_grad()
+    reference(model, x).square().sum().backward()
+    for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, want)

