@@ -215,20 +215,19 @@ def lineage(start: Path) -> list[dict]:
         noise = card["config"]["noise"]
         chain.append(
             {
-                "model": f"{start.parent.name} (shipped before {date.today()})"
+                "model": f"{start.parent.name} (shipped {card.get('shipped', 'in 0.1')})"
                 if shipped
                 else f"run {start.parent.name}",
                 "steps": card["steps"],
                 "wall_time_s": card["wall_time_s"],
                 "noise": noise["kind"],
-                **({"camera": noise["camera"]} if "camera" in noise else {}),
+                **({"camera": noise["camera"]} if noise["kind"] == "camera" else {}),
                 "lr": card["config"]["lr"],
             }
         )
         parent = card["config"].get("init_weights")
         if shipped or not parent:  # a shipped card carries its own lineage already
-            chain[-1].update({k: card[k] for k in ("lineage",) if k in card})
-            return chain
+            return chain + card.get("lineage", [])
         start = Path(parent)
 
 

@@ -3,6 +3,9 @@
     python scripts/train_campaign.py runs/unet-wne-camera --steps 8000 --threads 1
     python scripts/train_campaign.py runs/unet-wne-w2s-field128 --noise mixed --fluorescence \
         --phantoms 0 --w2s-rows 384 --select w2s --lr 1e-4 --steps 3000 --patch 128 --batch 4
+    python scripts/train_campaign.py runs/unet-wne-w2s-fluo --noise mixed --no-natural \
+        --fluorescence --phantoms 0 --w2s-rows 384 --select w2s --lr 1e-4 --steps 6000 \
+        --patch 128 --batch 4   # then --init runs/unet-wne-w2s-fluo, 256-px patches, lr 3e-5
 
 Rerunning the same command resumes from the run's checkpoint (`napari_wne.training`).
 The split is fixed here and documented in docs/training.md:
