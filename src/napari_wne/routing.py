@@ -9,7 +9,7 @@ autocorrelation of one plane (`napari_wne.noise_stats.estimate_correlation`) and
 - `CORRELATED_NOISE_MODEL` when the lag-1 correlation exceeds the lag-2 one by at least
   `EXCESS_THRESHOLD`: smoothed noise decays within a pixel or two, while signal left in the
   measurement (smooth structure everywhere, no flat background) adds about as much at both
-  lags and must not switch models. White noise measures at most 0.04 (every real pair,
+  lags and must not switch models. White noise measures at most 0.03 (every real pair,
   and white noise on their clean images). The threshold sits where the two models' scores
   cross on the validation field (`benchmarks/routing_threshold.py`, W2S 010_0 at the
   correlated benchmark's middle level): noise smoothed by 0.43 px measures 0.12-0.13 and
