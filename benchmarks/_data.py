@@ -18,6 +18,9 @@ DATA = Path(
 MICROSCOPY = DATA / "microscopy"
 VALIDATION_PAIR = "w2s 010_0"
 """Held out from every score: the default model's training validated on it."""
+W2S_NOISY = MICROSCOPY / "w2s_subset" / "extra_010_0" / "input_avg1_010_0.tif"
+W2S_CLEAN = MICROSCOPY / "w2s_subset" / "extra_010_0" / "target_avg400_010_0.tif"
+"""That validation pair's files (not among `microscopy_pairs`, which are all scored)."""
 
 
 def shipped_2d_models() -> list[str]:

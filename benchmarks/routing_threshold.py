@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from _data import MICROSCOPY
-from napari_wne.datasets import load_clean_images
+from _data import W2S_CLEAN
+from napari_wne.datasets import read_image
 from napari_wne.metrics import scores
 from napari_wne.models import load_model
 from napari_wne.noise_stats import estimate_correlation
@@ -25,12 +25,12 @@ from quality_routing import noisy_copy
 
 SIGMAS = (0.35, 0.4, 0.43, 0.46, 0.5, 0.55)
 SEEDS = 3
-VALIDATION_CLEAN = MICROSCOPY / "w2s_subset" / "extra_010_0" / "target_avg400_010_0.tif"
 
 
 def main() -> None:
     torch.set_num_threads(1)
-    clean = load_clean_images([VALIDATION_CLEAN])[0]
+    # Read as `quality_routing` reads its test images, and scaled by the same `noisy_copy`.
+    clean = read_image(W2S_CLEAN).astype(np.float64)
     names = (WHITE_NOISE_MODEL, CORRELATED_NOISE_MODEL)
     models = {name: load_model(name, 2, "cpu").eval() for name in names}
     print(f"| kernel sigma (px) | seed | estimated excess | {' | '.join(models)} | difference |")

@@ -35,6 +35,8 @@ from _data import (
     CORRELATED_LEVELS,
     DATA,
     MICROSCOPY,
+    W2S_CLEAN,
+    W2S_NOISY,
     with_correlated_noise,
 )
 from napari_wne.camera import CameraNoise
@@ -59,11 +61,6 @@ FLUORESCENCE_EXTRA = [
 they are about a third of the pool, where the six 3D-RCAN crops alone are 2 %."""
 PHANTOMS = 800
 PHANTOM_SHAPE = (192, 192)
-W2S_VALIDATION = MICROSCOPY / "w2s_subset" / "extra_010_0"
-
-
-W2S_NOISY = W2S_VALIDATION / "input_avg1_010_0.tif"
-W2S_CLEAN = W2S_VALIDATION / "target_avg400_010_0.tif"
 
 
 def validation_pairs(train_rows: int = 0) -> list:
