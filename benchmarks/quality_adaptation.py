@@ -132,7 +132,9 @@ def main() -> None:
             f"{settings.steps} steps at lr {settings.lr:g}, a held-out band of "
             f"{settings.held_out_rows} rows, early stopping), then scored against its clean "
             "reference. 'Kept' means the starting model was written unchanged: its held-out "
-            f"loss did not fall by {settings.min_z:g} standard errors or more, or the noise "
+            f"loss (hiding at least a {2 * settings.held_out_radius + 1}x"
+            f"{2 * settings.held_out_radius + 1} neighbourhood) did not fall by "
+            f"{settings.min_z:g} standard errors or more, or the noise "
             "was measured to be correlated (mask radius above 0), where `adapt` does not "
             "train unless allowed to.",
             "",

@@ -63,8 +63,15 @@ PHANTOMS = 800
 PHANTOM_SHAPE = (192, 192)
 
 
+SYNTHETIC = ("mid", "low")
+"""Levels of the correlated-noise benchmark's camera put on the validation field."""
+SELECT = {"w2s": 0, "correlated": 1, "correlated-low": 2}
+"""`--select`: which validation pair picks the exported weights."""
+
+
 def validation_pairs(train_rows: int = 0) -> list:
-    """W2S 010_0 as captured, and its clean image under the correlated-noise camera.
+    """W2S 010_0 as captured, and its clean image under the correlated-noise camera at
+    each of `SYNTHETIC`'s levels.
 
     With `train_rows`, those top rows go to training (`w2s_content`) and only the rows
     below them validate.
@@ -74,8 +81,8 @@ def validation_pairs(train_rows: int = 0) -> list:
         for noisy, clean in load_pairs(W2S_NOISY, W2S_CLEAN)
     ]
     clean = real[0][1]
-    synthetic = with_correlated_noise(clean, CORRELATED_LEVELS["mid"], seed=7)
-    return [*real, synthetic]
+    synthetic = [with_correlated_noise(clean, CORRELATED_LEVELS[lv], seed=7) for lv in SYNTHETIC]
+    return [*real, *synthetic]
 
 
 def w2s_content(train_rows: int, repeats: int) -> list:
@@ -137,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         help="mixed and poisson-gaussian: largest read noise, in units of the clean range",
     )  # fmt: skip
     parser.add_argument(
-        "--photons", type=float, nargs=2, default=NoiseConfig.photons_range,
-        metavar=("LOW", "HIGH"),
-        help="mixed and poisson-gaussian: photons at intensity 1, log-uniform in this range",
+        "--photons", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="photons at intensity 1, log-uniform in this range (default: the noise kind's, "
+        f"camera {CameraNoise.photons_range}, the others {NoiseConfig.photons_range})",
     )  # fmt: skip
     parser.add_argument(
         "--no-natural", action="store_true",
@@ -149,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         "--fluorescence", action="store_true", help="add FLUORESCENCE_EXTRA to the real images"
     )
     parser.add_argument(
-        "--select", choices=("last", "w2s", "correlated"), default="last",
+        "--select", choices=("last", *SELECT), default="last",
         help="export the last weights, or those that scored best on one validation pair: "
-        "W2S as captured, or its clean image with correlated noise",
+        "W2S as captured, or its clean image with correlated noise (mid or low level)",
     )  # fmt: skip
     parser.add_argument(
         "--w2s-rows", type=int, default=0,
@@ -183,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         noise=NoiseConfig(
             kind=args.noise,
             read_noise_max=args.read_noise_max,
-            photons_range=tuple(args.photons),
+            photons_range=tuple(args.photons or NoiseConfig.photons_range),
             camera=CameraNoise(
-                p_correlated=args.p_correlated, kernel_sigma_range=tuple(args.kernel_sigma)
+                p_correlated=args.p_correlated,
+                kernel_sigma_range=tuple(args.kernel_sigma),
+                photons_range=tuple(args.photons or CameraNoise.photons_range),
             ),
         ),
         checkpoint_every=250,
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = validation_pairs(args.w2s_rows)
     held_out = None
     if args.select != "last":  # validate on the selecting pair alone: the log shows it
-        validation = validation[:1] if args.select == "w2s" else validation[1:]
+        validation = [validation[SELECT[args.select]]]
         held_out = selection_loss(validation[0])
     train(
         config,

@@ -13,7 +13,7 @@ import torch
 
 from napari_wne import denoise
 from napari_wne.adaptation import KEPT_CORRELATED, KEPT_ORIGINAL, AdaptSettings, adapt
-from napari_wne.blind_spot import blind_spot_mask, mask_radius
+from napari_wne.blind_spot import blind_spot_mask, mask_radius, masked_errors
 from napari_wne.camera import CameraNoise, simulate_camera
 from napari_wne.cli import main
 from napari_wne.datasets import NoiseConfig
@@ -148,8 +148,12 @@ def test_adapt_keeps_the_original_when_the_held_out_loss_does_not_improve(tmp_pa
 
 
 def test_adapt_keeps_adapted_weights_when_they_lower_the_held_out_loss(tmp_path):
-    start = _start_model(tmp_path)  # barely trained: self-supervision has much to add
-    result = adapt([_noisy()], tmp_path / "out", init=start, settings=_quick(lr=3e-3))
+    # Barely trained: self-supervision has much to add. The check hides single pixels
+    # here, as training does (white noise), so a few steps can show a significant gain.
+    start = _start_model(tmp_path)
+    result = adapt(
+        [_noisy()], tmp_path / "out", init=start, settings=_quick(lr=3e-3, held_out_radius=0)
+    )
     assert result.adapted and result.message.startswith("adapted")
     assert result.best_loss < result.start_loss and result.best_step > 0
     card = json.loads((tmp_path / "out" / "model.json").read_text())["adaptation"]
@@ -227,3 +231,41 @@ def test_a_held_out_improvement_within_its_noise_does_not_count():
     assert loss(None) == pytest.approx(float(start.mean()))  # counted as no change
     assert loss(None) == pytest.approx(float(clearly_better.mean()))
     assert loss.z[0] < 2.0 < loss.z[1]
+
+
+class _CopyLeftNeighbour(torch.nn.Module):
+    """Predicts every pixel as the one to its left: all it can learn from correlated noise
+    once the blind spot is narrower than the noise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # masked_errors asks for a device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, 1, dims=-1)
+
+
+@pytest.mark.parametrize(("radius", "copying_pays"), [(0, True), (1, False)])
+def test_copying_correlated_noise_lowers_the_masked_loss_only_behind_a_narrow_mask(
+    radius, copying_pays
+):
+    # Pure noise smoothed to a lag-1 correlation near 0.6: no signal to learn, so a lower
+    # masked loss than predicting zero can come only from reading the noise off a visible
+    # neighbour. Hence adapt's held-out check hides at least a 3x3 neighbourhood.
+    gen = torch.Generator().manual_seed(0)
+    white = torch.randn(8, 1, 64, 64, generator=gen)
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    noise = torch.nn.functional.conv2d(white, (kernel[:, None] * kernel[None])[None, None])
+    noise = noise / noise.std()
+    masked, indices = blind_spot_mask(noise, 0.01, 3, gen, radius=radius, replacement="median")
+    copy = masked_errors(_CopyLeftNeighbour(), noise, masked, indices).mean()
+    zero = noise.reshape(len(noise), -1).gather(1, indices).double().square().mean()
+    assert bool(copy < 0.8 * zero) is copying_pays
+
+
+def test_the_held_out_check_hides_a_neighbourhood_even_where_training_does_not(tmp_path):
+    start = _start_model(tmp_path)
+    result = adapt([_noisy()], tmp_path / "out", init=start, settings=_quick(lr=0.0))
+    assert result.mask_radius == 0  # white noise: training hides single pixels
+    card = json.loads((tmp_path / "out" / "model.json").read_text())["adaptation"]
+    assert card["held_out_radius"] == AdaptSettings().held_out_radius == 1
