@@ -15,10 +15,12 @@ against eager mode, each alternately, in a section of its own.
     python benchmarks/bench_devices.py --compile       # torch.compile on the CPU only
     python benchmarks/bench_devices.py --layout        # channels_last on the CPU only
     python benchmarks/bench_devices.py --equivariance  # float32-input equivariance only
+    python benchmarks/bench_devices.py --section bench_devices_epyc  # a second CPU kind
 
 Precisions alternate image by image, so load drift on a shared machine hits all alike.
-The "auto pick" column is what `napari_wne.precision.CPU_AUTO` should say: the fastest
-precision at a loss under 0.05 dB.
+The "auto pick" column is the fastest precision at a loss under 0.05 dB on this CPU;
+`napari_wne.precision.CPU_AUTO` ranks, per architecture, the picks of every CPU kind
+measured (with `--section` for a second kind), so each CPU gets the first it has units for.
 """
 
 from __future__ import annotations
@@ -254,6 +256,10 @@ def main() -> None:
         "without the CPU it writes a section of its own and no batch sweep",
     )  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--section", help="write the precision table under this name (another CPU kind), "
+        "leaving the default one in place",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -325,7 +331,11 @@ def main() -> None:
     )
     units = f"CPU low-precision units: {cpu_flags()}. " if with_cpu else ""
     lines = [
-        "## Precision, layout and batch by device" if with_cpu else "## Precision on CUDA",
+        "## Precision on CUDA"
+        if not with_cpu
+        else "## Precision and batch on another CPU kind"
+        if args.section
+        else "## Precision, layout and batch by device",
         "",
         f"Measured {date.today()} with `python benchmarks/bench_devices.py{flags}` "
         f"(torch {torch.__version__}). {units}"
@@ -359,7 +369,7 @@ def main() -> None:
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     lines += ["", f"{time.perf_counter() - began:.0f} s in all; load average at the end {load}."]
     if not args.no_write:
-        write_section(section_name("bench_devices", run_on), lines)
+        write_section(args.section or section_name("bench_devices", run_on), lines)
 
 
 if __name__ == "__main__":

@@ -54,9 +54,11 @@ def test_unknown_or_unsupported_precisions_are_refused_with_the_choices():
 
 def test_cpu_auto_follows_the_measured_table(monkeypatch):
     backbones = {spec.backbone for spec in MODELS.values()}
-    for backbone, precision in CPU_AUTO.items():
-        assert backbone in backbones and precision in supported_precisions("cpu")
-    monkeypatch.setattr("napari_wne.precision.CPU_AUTO", {"unet": "bfloat16", "dncnn": "float16"})
+    for backbone, ranked in CPU_AUTO.items():
+        assert backbone in backbones and set(ranked) <= set(supported_precisions("cpu"))
+        assert "float32" not in ranked  # only what beat it
+    table = {"unet": ("bfloat16",), "dncnn": ("float16", "bfloat16")}
+    monkeypatch.setattr("napari_wne.precision.CPU_AUTO", table)
     monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda precision: True)
     chosen, why = resolve_precision("auto", "cpu", "unet")
     assert chosen == "bfloat16" and "measured faster" in why
@@ -64,9 +66,16 @@ def test_cpu_auto_follows_the_measured_table(monkeypatch):
     assert resolve_precision("auto", "cpu", "dncnn")[0] == "float16"
     chosen, why = resolve_precision("auto", "cpu", "dncnn", normalized=False)  # raw intensities
     assert chosen == "float32" and "overflow float16" in why
+
+
+def test_cpu_auto_takes_the_fastest_precision_this_cpu_has_units_for(monkeypatch):
+    monkeypatch.setattr("napari_wne.precision.CPU_AUTO", {"unet": ("float16", "bfloat16")})
+    monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda p: p != "float16")
+    chosen, why = resolve_precision("auto", "cpu", "unet")  # an EPYC: BF16 units, no FP16
+    assert chosen == "bfloat16" and "no float16 units" in why
     monkeypatch.setattr("napari_wne.precision.cpu_has_units", lambda p: p == "float32")
     chosen, why = resolve_precision("auto", "cpu", "unet")
-    assert chosen == "float32" and "no bfloat16 units" in why
+    assert chosen == "float32" and "no float16 or bfloat16 units" in why
 
 
 def test_only_the_backbone_runs_in_low_precision():

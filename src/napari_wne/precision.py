@@ -33,15 +33,20 @@ PRECISIONS: tuple[str, ...] = PRECISION.values
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-CPU_AUTO: dict[str, str] = {"unet": "float16", "dncnn": "float16", "restormer": "float16"}
+CPU_AUTO: dict[str, tuple[str, ...]] = {
+    "unet": ("float16", "bfloat16"),
+    "dncnn": ("float16", "bfloat16"),
+    "restormer": ("float16", "bfloat16"),
+}
 """What "auto" computes in on a CPU, per backbone architecture (float32 for the rest, e.g.
-"ne-dncnn" or a TorchScript module): the fastest precision at a PSNR loss under
-`MAX_AUTO_LOSS_DB`, as `benchmarks/bench_devices.py` measured it for the shipped WNE
-models on the real microscopy pairs (docs/performance.md, a Xeon with AMX and AVX-512
-FP16/BF16). Speed is the architecture's, so a model trained by the user, loaded by path,
-gets the same pick as the shipped one. A CPU without native units for the pick
-(`cpu_has_units`) emulates it slowly: "auto" keeps float32 there. A plain model's float16
-pick gives way to float32 (raw intensities overflow float16; see `resolve_precision`).
+"ne-dncnn" or a TorchScript module): the precisions measured faster than float32 at a
+PSNR loss under `MAX_AUTO_LOSS_DB`, fastest first, as `benchmarks/bench_devices.py`
+measured them for the shipped WNE models on the real microscopy pairs (docs/performance.md:
+a Xeon with AMX and AVX-512 FP16/BF16, and an EPYC with AVX-512 BF16 only). "auto" takes
+the first this CPU has native units for (`cpu_has_units`; emulated, it runs slowly), and
+float32 if none. Speed is the architecture's, so a model trained by the user, loaded by
+path, gets the same pick as the shipped one. A plain model's float16 pick gives way to
+float32 (raw intensities overflow float16; see `resolve_precision`).
 """
 
 MAX_AUTO_LOSS_DB = 0.05
@@ -82,7 +87,8 @@ def resolve_precision(
     short reason for the user.
 
     "auto": bfloat16 on CUDA GPUs that have it (compute capability 8 and newer), float16
-    on older ones, float32 on MPS; on a CPU, what `CPU_AUTO` measured. A model without
+    on older ones, float32 on MPS; on a CPU, the first precision of `CPU_AUTO` that it has
+    units for. A model without
     WNE (`normalized=False`) sees raw intensities, which overflow float16 above 65504:
     "auto" gives it float32 wherever bfloat16 is not the pick.
     """
@@ -101,13 +107,18 @@ def resolve_precision(
         choice = "bfloat16" if "bfloat16" in supported else "float16"
         why = "this GPU computes bfloat16" if choice == "bfloat16" else "no bfloat16 on this GPU"
     elif device.type == "cpu":
-        choice = CPU_AUTO.get(backbone, "float32")
-        if not cpu_has_units(choice):
-            choice, why = "float32", f"this CPU has no {choice} units"
-        elif choice != "float32":
+        ranked = CPU_AUTO.get(backbone, ())
+        usable = [p for p in ranked if cpu_has_units(p)]
+        missing = f"this CPU has no {' or '.join(ranked)} units"
+        if usable:
+            choice = usable[0]
             why = f"measured faster at under {MAX_AUTO_LOSS_DB} dB loss"
+            if choice != ranked[0]:
+                why += f" (this CPU has no {ranked[0]} units)"
+        elif ranked:
+            choice, why = "float32", missing
         else:
-            why = "no faster precision measured for this network on a CPU"
+            choice, why = "float32", "no faster precision measured for this network on a CPU"
     else:
         choice, why = "float32", f"nothing faster measured on {device.type}"
     if choice == "float16" and not normalized:
