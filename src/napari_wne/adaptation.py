@@ -354,9 +354,7 @@ def adapt(
     held_out = _held_out_patches([band for _, band in parts], side)
     gen = torch.Generator().manual_seed(settings.seed + 1)
     draws = [
-        blind_spot_mask(
-            held_out, fraction, 3, gen, radius=check_radius, replacement="median"
-        )
+        blind_spot_mask(held_out, fraction, 3, gen, radius=check_radius, replacement="median")
         for _ in range(settings.held_out_masks)
     ]
     unmasked = held_out.repeat(settings.held_out_masks, 1, 1, 1)
