@@ -23,7 +23,7 @@ from napari_wne.noise_stats import estimate_correlation
 from napari_wne.routing import CORRELATED_NOISE_MODEL, WHITE_NOISE_MODEL
 from quality_routing import noisy_copy
 
-SIGMAS = (0.35, 0.4, 0.43, 0.46, 0.5, 0.55)
+SIGMAS = (0.35, 0.4, 0.415, 0.43, 0.46, 0.5, 0.55)
 SEEDS = 3
 
 

@@ -15,8 +15,8 @@ The split is fixed here and documented in docs/training.md:
   2-D time-lapse and mahotas' nuclei; with `--w2s-rows` the clean top rows of the W2S
   validation field 010_0. Noise: the camera model (`napari_wne.camera`) or 0.1's mix;
 - **validation** (model selection): the W2S pair 010_0 (real; below `--w2s-rows` only) and
-  its clean image with the correlated-noise benchmark's camera (synthetic), never scored
-  in the results;
+  its clean image with the correlated-noise benchmark's camera at two levels (synthetic),
+  never scored in the results;
 - **test** (never seen in training): the other 10 W2S pairs, both FMD pairs, the
   correlated-noise benchmark built on their clean images, and the bundled samples: the
   2-D nuclei image (stardist's img2d) and cells3d (nuclei.tif), source of the 3-D sample.
