@@ -88,9 +88,9 @@ def resolve_precision(
 
     "auto": bfloat16 on CUDA GPUs that have it (compute capability 8 and newer), float16
     on older ones, float32 on MPS; on a CPU, the first precision of `CPU_AUTO` that it has
-    units for. A model without
-    WNE (`normalized=False`) sees raw intensities, which overflow float16 above 65504:
-    "auto" gives it float32 wherever bfloat16 is not the pick.
+    units for. A model without WNE (`normalized=False`) sees raw intensities, which
+    overflow float16 above 65504: "auto" gives it float32 wherever bfloat16 is not the
+    pick.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
@@ -109,14 +109,13 @@ def resolve_precision(
     elif device.type == "cpu":
         ranked = CPU_AUTO.get(backbone, ())
         usable = [p for p in ranked if cpu_has_units(p)]
-        missing = f"this CPU has no {' or '.join(ranked)} units"
         if usable:
             choice = usable[0]
             why = f"measured faster at under {MAX_AUTO_LOSS_DB} dB loss"
             if choice != ranked[0]:
                 why += f" (this CPU has no {ranked[0]} units)"
         elif ranked:
-            choice, why = "float32", missing
+            choice, why = "float32", f"this CPU has no {' or '.join(ranked)} units"
         else:
             choice, why = "float32", "no faster precision measured for this network on a CPU"
     else:
