@@ -249,7 +249,7 @@ class _CopyLeftNeighbour(torch.nn.Module):
 def test_copying_correlated_noise_lowers_the_masked_loss_only_behind_a_narrow_mask(
     radius, copying_pays
 ):
-    # Pure noise smoothed to a lag-1 correlation near 0.6: no signal to learn, so a lower
+    # Pure noise smoothed to a lag-1 correlation of 0.67: no signal to learn, so a lower
     # masked loss than predicting zero can come only from reading the noise off a visible
     # neighbour. Hence adapt's held-out check hides at least a 3x3 neighbourhood.
     gen = torch.Generator().manual_seed(0)
