@@ -326,8 +326,10 @@ def main() -> None:
     if args.quick:
         pairs, models = pairs[:1] + pairs[-1:], ["dncnn-wne", "unet-wne"]
     with_cpu = "cpu" in devices
-    flags = (" --quick" if args.quick else "") + (
-        f" --devices {' '.join(args.devices)}" if args.devices else ""
+    flags = (
+        (" --quick" if args.quick else "")
+        + (f" --devices {' '.join(args.devices)}" if args.devices else "")
+        + (f" --section {args.section}" if args.section else "")
     )
     units = f"CPU low-precision units: {cpu_flags()}. " if with_cpu else ""
     lines = [

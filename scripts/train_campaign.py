@@ -65,7 +65,10 @@ PHANTOM_SHAPE = (192, 192)
 
 SYNTHETIC = ("mid", "low")
 """Levels of the correlated-noise benchmark's camera put on the validation field."""
-SELECT = {"w2s": 0, "correlated": 1, "correlated-low": 2}
+SELECT = {"w2s": 0, **{
+    "correlated" + ("" if level == "mid" else f"-{level}"): 1 + k
+    for k, level in enumerate(SYNTHETIC)
+}}  # fmt: skip
 """`--select`: which validation pair picks the exported weights."""
 
 
