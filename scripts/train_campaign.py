@@ -65,11 +65,11 @@ PHANTOM_SHAPE = (192, 192)
 
 SYNTHETIC = ("mid", "low")
 """Levels of the correlated-noise benchmark's camera put on the validation field."""
-SELECT = {"w2s": 0, **{
-    "correlated" + ("" if level == "mid" else f"-{level}"): 1 + k
+SELECT = {"w2s": (0,), **{
+    "correlated" + ("" if level == "mid" else f"-{level}"): (1 + k,)
     for k, level in enumerate(SYNTHETIC)
-}}  # fmt: skip
-"""`--select`: which validation pair picks the exported weights."""
+}, "correlated-both": tuple(1 + k for k in range(len(SYNTHETIC)))}  # fmt: skip
+"""`--select`: which validation pairs (their mean PSNR) pick the exported weights."""
 
 
 def validation_pairs(train_rows: int = 0) -> list:
@@ -95,12 +95,12 @@ def w2s_content(train_rows: int, repeats: int) -> list:
     return [top] * repeats
 
 
-def selection_loss(pair: tuple) -> Callable:
-    """A held-out loss (lower is better) for `train`: minus the PSNR on one validation pair."""
+def selection_loss(pairs: list) -> Callable:
+    """A held-out loss (lower is better) for `train`: minus the mean PSNR on validation pairs."""
     from napari_wne.training import _validate
 
     def loss(model) -> float:
-        return -_validate(model, [pair], 2, next(model.parameters()).device)
+        return -_validate(model, pairs, 2, next(model.parameters()).device)
 
     return loss
 
@@ -160,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--select", choices=("last", *SELECT), default="last",
-        help="export the last weights, or those that scored best on one validation pair: "
-        "W2S as captured, or its clean image with correlated noise (mid or low level)",
+        help="export the last weights, or those that scored best on validation: W2S as "
+        "captured, or its clean image with correlated noise (mid, low, or the mean of both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loss", choices=("mse", "log-mse"), default="mse",
+        help="the batch's mean squared error, or the mean of each patch's log (training.py)",
     )  # fmt: skip
     parser.add_argument(
         "--w2s-rows", type=int, default=0,
@@ -200,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 photons_range=tuple(args.photons or CameraNoise.photons_range),
             ),
         ),
+        loss=args.loss,
         checkpoint_every=250,
         validate_every=500,
         threads=args.threads,
@@ -210,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(clean)} clean training images ({args.phantoms} phantoms)", flush=True)
     validation = validation_pairs(args.w2s_rows)
     held_out = None
-    if args.select != "last":  # validate on the selecting pair alone: the log shows it
-        validation = [validation[SELECT[args.select]]]
-        held_out = selection_loss(validation[0])
+    if args.select != "last":  # validate on the selecting pairs alone: the log shows them
+        validation = [validation[i] for i in SELECT[args.select]]
+        held_out = selection_loss(validation)
     train(
         config,
         clean_images=clean,

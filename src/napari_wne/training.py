@@ -12,7 +12,11 @@ Three modes:
   held-out loss and keep the best weights (`napari_wne.adaptation` uses both).
 
 The loss is the MSE in raw pixel space (as in the paper), divided by ``a**2`` when the
-intensity jitter scaled a patch by ``a``. A run writes to its output folder:
+intensity jitter scaled a patch by ``a``; or, with ``loss="log-mse"``, the mean over patches
+of that MSE's logarithm. A plain mean is ruled by the noisiest patches (a patch at 10
+photons weighs a hundred times one at 1,000), so the network learns to smooth and barely
+cares what it does to clean, detailed patches; the logarithm gives every patch the same
+weight in decibels, as a PSNR averaged over images does. A run writes to its output folder:
 ``checkpoint.pt`` every `checkpoint_every` steps (weights-only loadable; a rerun with the
 same configuration resumes from it and ends with the same weights as an uninterrupted run),
 and at the end ``model.safetensors`` with ``model.json``, which `denoise(model=FOLDER)`
@@ -109,6 +113,8 @@ class TrainConfig:
     """n2v: a random neighbour (N2V) or the neighbours' median (N2V2, no checkerboard)."""
     patience: int | None = None
     """With a `held_out` loss: stop after this many evaluations without improvement."""
+    loss: Literal["mse", "log-mse"] = "mse"
+    """Mean squared error over the batch, or the mean of each patch's log MSE (see above)."""
     checkpoint_every: int = 500
     validate_every: int = 500
     threads: int | None = None
@@ -133,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"mask_window must be odd and >= 3, got {self.mask_window}")
         if self.mask_radius < 0 or self.mask_replacement not in ("uniform", "median"):
             raise ValueError("mask_radius must be >= 0 and mask_replacement uniform or median")
+        if self.loss not in ("mse", "log-mse"):
+            raise ValueError(f"loss must be 'mse' or 'log-mse', got {self.loss!r}")
         if isinstance(self.noise, dict):
             self.noise = NoiseConfig(**_tuples(self.noise))
 
@@ -210,16 +218,28 @@ class _Batches:
         return masked, noisy, a.float(), index
 
 
+LOG_MSE_FLOOR = 1e-6
+"""Added to each patch's MSE before the log: a patch past 60 dB (on the 0-1 scale before
+the jitter) stops pulling, so a few flat, noiseless patches cannot dominate a batch."""
+
+
 def _loss(
-    out: torch.Tensor, target: torch.Tensor, a: torch.Tensor, index: torch.Tensor | None
+    out: torch.Tensor,
+    target: torch.Tensor,
+    a: torch.Tensor,
+    index: torch.Tensor | None,
+    kind: str = "mse",
 ) -> torch.Tensor:
-    """MSE per patch (only at masked pixels for n2v), divided by a**2, averaged."""
+    """MSE per patch (only at masked pixels for n2v), divided by a**2; averaged, or for
+    "log-mse" its logarithms averaged."""
     n, c = out.shape[:2]
     diff = (out - target).reshape(n, c, -1)
     if index is not None:
         diff = diff.gather(2, index[:, None].expand(n, c, index.shape[1]))
-    per_patch = diff.square().mean(dim=(1, 2))
-    return (per_patch / a.to(out.device).square()).mean()
+    per_patch = diff.square().mean(dim=(1, 2)) / a.to(out.device).square()
+    if kind == "log-mse":
+        return torch.log(per_patch + LOG_MSE_FLOOR).mean()
+    return per_patch.mean()
 
 
 @torch.no_grad()
@@ -435,7 +455,7 @@ def train(
                     inputs, targets = inputs.to(device), targets.to(device)
                     index = None if index is None else index.to(device)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = _loss(model(inputs), targets, a, index)
+                    loss = _loss(model(inputs), targets, a, index, config.loss)
                     loss.backward()
                     optimizer.step()
                     lr = optimizer.param_groups[0]["lr"]
