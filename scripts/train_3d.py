@@ -29,7 +29,7 @@ from napari_wne.camera import CameraNoise
 from napari_wne.datasets import NoiseConfig
 from napari_wne.inflation import inflate_to_3d
 from napari_wne.model_io import load_weights, save_weights
-from napari_wne.models import trained_weights
+from napari_wne.models import MODELS, trained_weights
 from napari_wne.phantoms import phantom_set
 from napari_wne.training import TrainConfig, train
 
@@ -57,7 +57,10 @@ def validation_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def inflated_init(run: Path, model: str) -> Path:
-    """The 2-D model's weights as a 3-D plane-by-plane network, saved in the run folder."""
+    """The 2-D model's weights as a 3-D plane-by-plane network, saved in the run folder; a
+    3-D model's own weights as they are."""
+    if 2 not in MODELS[model].dims:
+        return trained_weights(model)
     path = run / f"init-{model}-3d.safetensors"
     if not path.is_file():
         run.mkdir(parents=True, exist_ok=True)
@@ -76,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         help="mixed: the Gaussian / Poisson-Gaussian mix the 2-D model trained on; camera: "
         "the camera model with white noise",
     )  # fmt: skip
-    parser.add_argument("--init", default="unet-wne", help="2-D shipped model to inflate")
+    parser.add_argument(
+        "--init", default="unet-wne",
+        help="shipped model to start from: a 2-D one is inflated, a 3-D one fine-tuned",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loss", choices=("mse", "log-mse"), default="mse",
+        help="the batch's mean squared error, or the mean of each patch's log (training.py)",
+    )  # fmt: skip
     parser.add_argument("--patch", type=int, nargs=3, default=(12, 48, 48))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--phantoms", type=int, default=PHANTOMS)
@@ -97,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         lr_min=args.lr / 10,
         seed=0,
+        loss=args.loss,
         noise=NoiseConfig(kind="camera", camera=CameraNoise(p_correlated=0.0))
         if args.noise == "camera"
         else NoiseConfig(),
