@@ -91,7 +91,9 @@ def card_lines(card: dict) -> list[str]:
         + f"; {card['spatial_dims']}D, {config['batch_size']} patches of "
         f"{config['patch_size']} px per step.",
         f"- **Training:** {card['mode']}, {card['steps']:,} steps of Adam (lr {config['lr']} "
-        f"{config['schedule']} to {config['lr_min']}), {card['wall_time_s'] / 3600:.2f} h on "
+        f"{config['schedule']} to {config['lr_min']}"
+        + ("; loss: each patch's log MSE, averaged" if config.get("loss") == "log-mse" else "")
+        + f"), {card['wall_time_s'] / 3600:.2f} h on "
         f"{machine.get('gpu', machine['device'])} ({machine['processor']}, "
         f"{machine['cpu_count']} cores, {machine['torch_threads']} torch thread(s)), "
         f"shipped {card['shipped']}.",
