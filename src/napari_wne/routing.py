@@ -12,9 +12,9 @@ autocorrelation of one plane (`napari_wne.noise_stats.estimate_correlation`) and
   lags and must not switch models. White noise measures at most 0.03 (every real pair,
   and white noise on their clean images). The threshold sits where the two models' scores
   cross on the validation field (`benchmarks/routing_threshold.py`, W2S 010_0 at the
-  correlated benchmark's middle level): noise smoothed by 0.40 px measures 0.08-0.09 and
-  the white-noise model is 0.4-0.6 dB ahead; at 0.415 px, 0.10-0.11 and the two are within
-  0.2 dB; at 0.43 px, 0.12-0.13 and the correlated-noise model is 0.5-0.7 dB ahead;
+  correlated benchmark's middle level): noise smoothed by 0.35 px measures 0.03-0.04 and
+  the white-noise model is 0.6-0.7 dB ahead; at 0.40 px, 0.08-0.09 and the two are within
+  0.15 dB; at 0.415 px, 0.10-0.11 and the correlated-noise model is 0.3-0.5 dB ahead;
 - `VOLUME_MODEL` otherwise, for a Z-stack of at least `MIN_PLANES` planes that is to be
   denoised in 3-D: the 3-D model sees the neighbouring planes, which a confocal or
   widefield stack samples finer than its axial resolution, so they repeat the structure
@@ -51,7 +51,7 @@ CORRELATED_NOISE_MODEL = "unet-wne-corr"
 VOLUME_MODEL = "unet-wne-3d"
 MIN_PLANES = 8
 """Fewer Z planes than this are denoised plane by plane: the 3-D model has little to add."""
-EXCESS_THRESHOLD = 0.11
+EXCESS_THRESHOLD = 0.095
 SAMPLE_SIDE = 1024
 """The central crop of one plane that is measured: enough flat patches, cheap to read."""
 MIN_SIDE = 48
