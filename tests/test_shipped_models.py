@@ -38,7 +38,7 @@ MEASURED_GAIN = {
     "restormer-wne": (5.79, 11.63),
     "restormer": (4.73, 10.60),
     "unet-wne-corr": (5.51, 12.25),  # trained for correlated noise; these are white
-    "unet-wne-3d": (6.34, None),  # volumes only: no 2-D widefield score
+    "unet-wne-3d": (6.43, None),  # volumes only: no 2-D widefield score
 }
 SHIPPED_2D = [name for name in SHIPPED if 2 in MODELS[name].dims]
 
