@@ -30,6 +30,7 @@ from napari_wne.datasets import NoiseConfig
 from napari_wne.inflation import inflate_to_3d
 from napari_wne.model_io import load_weights, save_weights
 from napari_wne.models import MODELS, trained_weights
+from napari_wne.modes import LOSS
 from napari_wne.phantoms import phantom_set
 from napari_wne.training import TrainConfig, train
 
@@ -84,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         help="shipped model to start from: a 2-D one is inflated, a 3-D one fine-tuned",
     )  # fmt: skip
     parser.add_argument(
-        "--loss", choices=("mse", "log-mse"), default="mse",
-        help="the batch's mean squared error, or the mean of each patch's log (training.py)",
+        LOSS.option, choices=LOSS.values, default=LOSS.default, help=LOSS.help,
     )  # fmt: skip
     parser.add_argument("--patch", type=int, nargs=3, default=(12, 48, 48))
     parser.add_argument("--batch", type=int, default=4)

@@ -42,6 +42,7 @@ from _data import (
 from napari_wne.camera import CameraNoise
 from napari_wne.datasets import NoiseConfig, load_clean_images, load_pairs
 from napari_wne.models import trained_weights
+from napari_wne.modes import LOSS
 from napari_wne.phantoms import phantom_set
 from napari_wne.training import TrainConfig, TrainProgress, train
 
@@ -164,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "captured, or its clean image with correlated noise (mid, low, or the mean of both)",
     )  # fmt: skip
     parser.add_argument(
-        "--loss", choices=("mse", "log-mse"), default="mse",
-        help="the batch's mean squared error, or the mean of each patch's log (training.py)",
+        LOSS.option, choices=LOSS.values, default=LOSS.default, help=LOSS.help,
     )  # fmt: skip
     parser.add_argument(
         "--w2s-rows", type=int, default=0,

@@ -146,7 +146,7 @@ def test_log_mse_weighs_a_clean_patch_like_a_noisy_one_where_mse_ignores_it():
 
 
 def test_an_unknown_loss_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="loss must be 'mse' or 'log-mse'"):
+    with pytest.raises(ValueError, match="loss must be one of 'mse', 'log-mse', got 'l1'"):
         _config(tmp_path, loss="l1")
 
 
@@ -458,6 +458,19 @@ def test_cli_trains_validates_and_resumes(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     assert main([*args, "--steps", "4"]) == 0  # finished run: resumes at its end
     assert "resuming from the checkpoint at step 4" in capsys.readouterr().err
+
+
+def test_cli_trains_with_the_log_mse_loss_and_the_card_says_so(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    tifffile.imwrite(data / "0.tif", (_clean_images(1)[0] * 60000).astype(np.uint16))
+    out = tmp_path / "model"
+    args = ["train", str(out), "--data", str(data), "--loss", "log-mse", "--steps", "2"]
+    args += ["--backbone-kwargs", json.dumps(TINY), "--patch", "32", "--batch", "2"]
+    assert main([*args, "--threads", "1", "--device", "cpu"]) == 0
+    assert json.loads((out / "model.json").read_text())["config"]["loss"] == "log-mse"
+    with pytest.raises(SystemExit):  # argparse refuses a loss the mode does not list
+        main(["train", str(tmp_path / "x"), "--data", str(data), "--loss", "l1"])
 
 
 def test_cli_fine_tunes_self_supervised_from_a_trained_model(tmp_path, capsys):

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DTYPE",
     "INSTANCES",
+    "LOSS",
     "MISSING_CHUNKS",
     "MODES",
     "NOISE",
@@ -23,6 +24,7 @@ __all__ = [
     "PRECISION",
     "PYRAMID",
     "Instances",
+    "Loss",
     "MissingChunks",
     "Mode",
     "Norm",
@@ -154,6 +156,16 @@ NOISE = Mode(
     "camera (shot, read and fixed-pattern noise)",
 )
 
+Loss = Literal["mse", "log-mse"]
+LOSS = Mode(
+    "loss",
+    get_args(Loss),
+    "mse",
+    "training loss: 'mse' (default) the batch's mean squared error, ruled by its noisiest "
+    "patches; 'log-mse' the mean of each patch's log MSE, which weighs every patch alike in "
+    "dB and keeps fine detail at low noise",
+)
+
 SUFFIXES: dict[str, tuple[str, ...]] = {
     "ome-zarr": (".ome.zarr", ".zarr"),
     "ome-tiff": (".ome.tif", ".ome.tiff"),
@@ -163,5 +175,15 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
 
 MODES: dict[str, Mode] = {
     m.name: m
-    for m in (NORM, DTYPE, INSTANCES, MISSING_CHUNKS, OUTPUT_FORMAT, PRECISION, PYRAMID, NOISE)
+    for m in (
+        NORM,
+        DTYPE,
+        INSTANCES,
+        MISSING_CHUNKS,
+        OUTPUT_FORMAT,
+        PRECISION,
+        PYRAMID,
+        NOISE,
+        LOSS,
+    )
 }

@@ -60,6 +60,7 @@ from .model_io import (
     load_weights,
     save_weights,
 )
+from .modes import LOSS, Loss
 from .wne import WNE
 
 __all__ = [
@@ -113,8 +114,8 @@ class TrainConfig:
     """n2v: a random neighbour (N2V) or the neighbours' median (N2V2, no checkerboard)."""
     patience: int | None = None
     """With a `held_out` loss: stop after this many evaluations without improvement."""
-    loss: Literal["mse", "log-mse"] = "mse"
-    """Mean squared error over the batch, or the mean of each patch's log MSE (see above)."""
+    loss: Loss = LOSS.default
+    """The batch's mean squared error, or the mean of each patch's log MSE (see above)."""
     checkpoint_every: int = 500
     validate_every: int = 500
     threads: int | None = None
@@ -139,8 +140,7 @@ class TrainConfig:
             raise ValueError(f"mask_window must be odd and >= 3, got {self.mask_window}")
         if self.mask_radius < 0 or self.mask_replacement not in ("uniform", "median"):
             raise ValueError("mask_radius must be >= 0 and mask_replacement uniform or median")
-        if self.loss not in ("mse", "log-mse"):
-            raise ValueError(f"loss must be 'mse' or 'log-mse', got {self.loss!r}")
+        LOSS.check(self.loss)
         if isinstance(self.noise, dict):
             self.noise = NoiseConfig(**_tuples(self.noise))
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..modes import NOISE
+from ..modes import LOSS, NOISE
 
 HELP = "train a denoiser on your images (rerun the same command to resume)"
 
@@ -71,6 +71,7 @@ def add_parser(commands) -> None:
     sub.add_argument("--lr-min", type=float, default=1e-5)
     sub.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
     sub.add_argument(NOISE.option, default=NOISE.default, choices=NOISE.values, help=NOISE.help)
+    sub.add_argument(LOSS.option, default=LOSS.default, choices=LOSS.values, help=LOSS.help)
     sub.add_argument(
         "--sigma", type=float, default=25.0, help="noise 'fixed': sigma in 8-bit units (default 25)"
     )
@@ -168,6 +169,7 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         noise=noise,
         mask_fraction=args.mask_fraction,
+        loss=args.loss,
         checkpoint_every=args.checkpoint_every,
         validate_every=args.val_every,
         threads=args.threads,
