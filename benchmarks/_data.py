@@ -98,15 +98,22 @@ def clean_references() -> list[tuple[str, np.ndarray]]:
     return [(name, clean) for name, _, clean in microscopy_pairs() if name != VALIDATION_PAIR]
 
 
-def with_correlated_noise(
-    clean: np.ndarray, photons: float, seed: int
+def under_camera(
+    clean: np.ndarray, camera: CameraNoise, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) in [0, 1]: the clean image scaled by its percentiles, then the camera."""
+    """(noisy, clean) in [0, 1]: the clean image scaled by its percentiles, then `camera`."""
     unit = normalize_intensity(clean.astype(np.float32), "percentile")
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(unit)[None, None]
-    noisy, target = simulate_camera(x, correlated_camera(photons), gen)
+    noisy, target = simulate_camera(x, camera, gen)
     return noisy[0, 0].numpy(), target[0, 0].numpy()
+
+
+def with_correlated_noise(
+    clean: np.ndarray, photons: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) in [0, 1] under the correlated-noise benchmark's camera."""
+    return under_camera(clean, correlated_camera(photons), seed)
 
 
 def correlated_benchmark() -> list[tuple[str, str, np.ndarray, np.ndarray]]:

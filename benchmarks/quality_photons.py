@@ -26,24 +26,14 @@ from datetime import date
 import numpy as np
 import torch
 
-from _data import clean_references, correlated_camera, white_camera
+from _data import clean_references, correlated_camera, under_camera, white_camera
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
-from napari_wne.camera import simulate_camera
-from napari_wne.datasets import normalize_intensity
 from napari_wne.metrics import scores
 
 PHOTONS = (20.0, 100.0, 300.0, 1000.0, 3000.0)
 NOISE = {"white": white_camera, "correlated": correlated_camera}
 SEED = 5
-
-
-def noisy_copy(clean: np.ndarray, camera, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) in [0, 1], as the correlated-noise benchmark makes them."""
-    unit = normalize_intensity(clean.astype(np.float32), "percentile")
-    x = torch.from_numpy(unit)[None, None]
-    noisy, target = simulate_camera(x, camera, torch.Generator().manual_seed(seed))
-    return noisy[0, 0].numpy(), target[0, 0].numpy()
 
 
 def sweep(
@@ -55,7 +45,7 @@ def sweep(
     for name, clean in chosen[:images]:
         for kind, camera in NOISE.items():
             for photons in photon_counts:
-                noisy, target = noisy_copy(clean, camera(photons), SEED)
+                noisy, target = under_camera(clean, camera(photons), SEED)
                 row = {"noisy input": scores(noisy.astype(np.float64), target)[0]}
                 for model in models:
                     out = denoise(noisy, model, precision="float32", verbose=False)

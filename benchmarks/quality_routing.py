@@ -28,11 +28,10 @@ from _data import (
     clean_references,
     correlated_camera,
     microscopy_pairs,
+    under_camera,
 )
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
-from napari_wne.camera import simulate_camera
-from napari_wne.datasets import normalize_intensity
 from napari_wne.metrics import scores
 from napari_wne.noise_stats import autocorrelation
 from napari_wne.routing import CORRELATED_NOISE_MODEL, WHITE_NOISE_MODEL, choose_model
@@ -47,9 +46,7 @@ def noisy_copy(clean: np.ndarray, sigma: float | None, seed: int) -> tuple[np.nd
         camera = dataclasses.replace(camera, p_correlated=0.0)
     else:
         camera = dataclasses.replace(camera, kernel_sigma_range=(sigma, sigma))
-    unit = torch.from_numpy(normalize_intensity(clean.astype(np.float32), "percentile"))
-    noisy, target = simulate_camera(unit[None, None], camera, torch.Generator().manual_seed(seed))
-    return noisy[0, 0].numpy(), target[0, 0].numpy()
+    return under_camera(clean, camera, seed)
 
 
 def lag1(noise: np.ndarray) -> float:

@@ -304,6 +304,7 @@ def main() -> None:
         weights = load_weights(args.run / WEIGHTS_FILE)
         save_weights({k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
                      target / WEIGHTS_FILE)  # fmt: skip
+        # the folder must hold the new card before `rounding_note` loads the model from it
         (target / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
         card["stored_dtype"] = "float16"
         card["stored_dtype_note"] = rounding_note(args.run, target, card["spatial_dims"])

@@ -57,7 +57,7 @@ def validation_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-def inflated_init(run: Path, model: str) -> Path:
+def start_weights(run: Path, model: str) -> Path:
     """The 2-D model's weights as a 3-D plane-by-plane network, saved in the run folder; a
     3-D model's own weights as they are."""
     if 2 not in MODELS[model].dims:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=250,
         validate_every=250,
         threads=args.threads,
-        init_weights=str(inflated_init(args.output_dir, args.init)),
+        init_weights=str(start_weights(args.output_dir, args.init)),
         data=(f"phantoms:{args.phantoms}x{PHANTOM_SHAPE} axial {AXIAL_RATIO}",),
     )
 

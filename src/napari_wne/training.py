@@ -228,7 +228,7 @@ def _loss(
     target: torch.Tensor,
     a: torch.Tensor,
     index: torch.Tensor | None,
-    kind: str = "mse",
+    kind: Loss = "mse",
 ) -> torch.Tensor:
     """MSE per patch (only at masked pixels for n2v), divided by a**2; averaged, or for
     "log-mse" its logarithms averaged."""
