@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of patch and noise sampling: a new one gives a second stage fresh batches",
+    )  # fmt: skip
     parser.add_argument("--init", default="unet-wne", help="shipped model to fine-tune, or none")
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps,
         lr=args.lr,
         lr_min=1e-5,
-        seed=0,
+        seed=args.seed,
         noise=NoiseConfig(
             kind=args.noise,
             read_noise_max=args.read_noise_max,
