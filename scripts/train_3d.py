@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of patch and noise sampling: a new one gives a later stage fresh batches",
+    )  # fmt: skip
+    parser.add_argument(
         "--noise", choices=("mixed", "camera"), default="mixed",
         help="mixed: the Gaussian / Poisson-Gaussian mix the 2-D model trained on; camera: "
         "the camera model with white noise",
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps,
         lr=args.lr,
         lr_min=args.lr / 10,
-        seed=0,
+        seed=args.seed,
         loss=args.loss,
         noise=NoiseConfig(kind="camera", camera=CameraNoise(p_correlated=0.0))
         if args.noise == "camera"

@@ -15,6 +15,7 @@ from napari_wne.routing import (
     VOLUME_MODEL,
     WHITE_NOISE_MODEL,
     choose_model,
+    drop_excess,
     routing_sample,
 )
 from napari_wne.sample_data import NOISE, add_poisson_gaussian_noise, load_sample
@@ -54,6 +55,21 @@ def test_smoothed_noise_gets_the_correlated_noise_model(photons):
     assert choose_model(capture(0.5, photons, seed=1)).model == CORRELATED_NOISE_MODEL
     assert choice.model == CORRELATED_NOISE_MODEL, choice.reason
     assert "correlated" in choice.reason
+
+
+@pytest.mark.parametrize("photons", [3000.0, 10000.0])
+def test_fine_detail_under_little_white_noise_is_not_read_as_correlated_noise(photons):
+    """With so little noise the flattest patches still hold structure, which lifts lag 1
+    well above lag 2 (by 0.15-0.2 here); it falls as steadily to lag 3, unlike noise."""
+    choice = choose_model(capture(None, photons))
+    assert choice.model == WHITE_NOISE_MODEL, choice.reason
+    assert choice.correlation[0] - choice.correlation[1] > 0.1  # the detail is measured
+
+
+def test_drop_excess_is_blind_to_a_steady_decay_and_sees_a_sudden_one():
+    assert drop_excess((0.6, 0.4, 0.2)) == pytest.approx(0.0)
+    assert drop_excess((0.7, 0.5, 0.3)) == pytest.approx(0.0)  # an offset changes nothing
+    assert drop_excess((0.68, 0.19, 0.09)) == pytest.approx(0.39)
 
 
 def test_slowly_decaying_signal_is_not_read_as_correlated_noise():

@@ -6,15 +6,16 @@ correlated noise smooths the finest detail of white-noise images a little more t
 should (docs/results.md measures both). ``model="auto"`` therefore measures the noise
 autocorrelation of one plane (`napari_wne.noise_stats.estimate_correlation`) and runs:
 
-- `CORRELATED_NOISE_MODEL` when the lag-1 correlation exceeds the lag-2 one by at least
-  `EXCESS_THRESHOLD`: smoothed noise decays within a pixel or two, while signal left in the
-  measurement (smooth structure everywhere, no flat background) adds about as much at both
-  lags and must not switch models. White noise measures at most 0.03 (every real pair,
-  and white noise on their clean images). The threshold sits where the two models' scores
+- `CORRELATED_NOISE_MODEL` when the correlation falls from lag 1 to lag 2 faster than
+  from lag 2 to lag 3, by at least `DROP_THRESHOLD` (`drop_excess`). Smoothed noise
+  decays within a pixel or two: it drops steeply from lag 1 and hardly at all after
+  lag 2. Signal left in the measurement (smooth structure everywhere, fine detail at high
+  photon counts) decays about as fast between each pair of lags and must not switch
+  models. White noise on the real pairs' clean images measures at most 0.02 at any count
+  from 20 to 3,000 photons, where the lag-1 excess over lag 2 alone reached 0.16 and sent
+  detailed images to the wrong model. The threshold sits where the two models' scores
   cross on the validation field (`benchmarks/routing_threshold.py`, W2S 010_0 at the
-  correlated benchmark's middle level): noise smoothed by 0.35 px measures 0.03-0.04 and
-  the white-noise model is 0.6-0.7 dB ahead; at 0.40 px, 0.08-0.09 and the two are within
-  0.15 dB; at 0.415 px, 0.10-0.11 and the correlated-noise model is 0.3-0.5 dB ahead;
+  correlated benchmark's middle level);
 - `VOLUME_MODEL` otherwise, for a Z-stack of at least `MIN_PLANES` planes that is to be
   denoised in 3-D: the 3-D model sees the neighbouring planes, which a confocal or
   widefield stack samples finer than its axial resolution, so they repeat the structure
@@ -41,6 +42,7 @@ __all__ = [
     "WHITE_NOISE_MODEL",
     "ModelChoice",
     "choose_model",
+    "drop_excess",
     "routing_sample",
 ]
 
@@ -51,7 +53,7 @@ CORRELATED_NOISE_MODEL = "unet-wne-corr"
 VOLUME_MODEL = "unet-wne-3d"
 MIN_PLANES = 8
 """Fewer Z planes than this are denoised plane by plane: the 3-D model has little to add."""
-EXCESS_THRESHOLD = 0.095
+DROP_THRESHOLD = 0.09
 SAMPLE_SIDE = 1024
 """The central crop of one plane that is measured: enough flat patches, cheap to read."""
 MIN_SIDE = 48
@@ -65,6 +67,17 @@ class ModelChoice:
     model: str
     correlation: tuple[float, ...] | None
     reason: str
+
+
+def drop_excess(lags: Sequence[float]) -> float:
+    """How much faster the noise correlation falls from lag 1 to 2 than from lag 2 to 3.
+
+    The second difference of the correlation at lags 1-3: a constant or slowly decaying
+    part (signal, or the bias of `estimate_correlation`) cancels in it, while noise
+    smoothed by a small kernel, which is gone by lag 2, keeps nearly all its lag-1 value.
+    """
+    first, second, third = lags[:3]
+    return float((first - second) - (second - third))
 
 
 def routing_sample(axes: str, shape: Sequence[int]) -> tuple[int | slice, ...]:
@@ -97,7 +110,7 @@ def choose_model(plane: np.ndarray, planes: int = 1) -> ModelChoice:
         return ModelChoice(white, None, f"plane {plane.shape} too small to measure its noise")
     lags = tuple(round(float(c), 3) for c in estimate_correlation(plane))
     said = ", ".join(f"{c:.2f}" for c in lags)
-    if lags[0] - lags[1] >= EXCESS_THRESHOLD:
+    if drop_excess(lags) >= DROP_THRESHOLD:
         return ModelChoice(
             CORRELATED_NOISE_MODEL, lags, f"spatially correlated noise (lags 1-3: {said})"
         )
