@@ -3,10 +3,10 @@
 `napari_wne.routing` switches when the noise correlation, estimated from the noisy image,
 falls from lag 1 to 2 faster than from lag 2 to 3 by `DROP_THRESHOLD`. The right threshold
 is where the two models' scores cross, and it moves whenever either model gets new
-weights. This sweeps the
-noise kernel on the clean W2S validation field (010_0, never scored) at the correlated
-benchmark's middle photon level and prints, per kernel and seed, the estimated drop excess and
-both models' PSNR (gain fit), so the crossing can be read off without touching test images.
+weights. This sweeps the noise kernel on the clean W2S validation field (010_0, never
+scored) at the correlated benchmark's middle photon level and prints, per kernel and seed,
+the estimated drop excess and both models' PSNR (gain fit), so the crossing can be read
+off without touching test images.
 
     python benchmarks/routing_threshold.py
 """
