@@ -107,8 +107,9 @@ def main() -> None:
         "under the correlated-noise benchmark's camera, its noise white or smoothed "
         "(lag-1 0.68), at each photon count at the 99.9th percentile (seed "
         f"{SEED}); mean PSNR after the gain fit, float32. The references keep some noise "
-        "of their own; the perfect-denoiser row bounds the best score from below: the "
-        "reference's noise as skimage's `estimate_sigma` reads it, all of it counted as error.",
+        "of their own; the perfect-denoiser row is what a result free of all noise would "
+        "score against them, with the reference's noise as skimage's `estimate_sigma` reads "
+        "it (an overestimate, so a lower bound).",
         "",
     ]
     for kind in NOISE:
