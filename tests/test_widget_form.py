@@ -154,3 +154,17 @@ def test_test_time_augmentation_is_an_advanced_option_that_reaches_the_run(
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-3)
     plain = denoise(data, "dncnn-wne", device="cpu", verbose=False)
     assert np.abs(result - plain).max() > 1e-3
+
+
+def test_the_strength_slider_starts_at_full_and_reaches_the_run(viewer_widget, qtbot, rng):
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (40, 48)).astype(np.float32)
+    viewer.add_image(data, name="plane")
+    widget.model.value = "dncnn-wne"
+    assert widget.strength.value == 1.0  # denoise's default: the full result
+    assert widget.strength.native.parent() is not widget.form.advanced.native  # in view
+    widget.strength.value = 0.6
+    run(widget, qtbot)
+    result = viewer.layers["plane denoised (dncnn-wne)"].data
+    full = denoise(data, "dncnn-wne", device="cpu", verbose=False)
+    np.testing.assert_allclose(result, 0.6 * full + 0.4 * data, rtol=1e-4, atol=1e-3)

@@ -38,6 +38,7 @@ from .pipeline import CancelCheck, Progress, instance_stats, lazy_result, run_bl
 from .precision import Precision
 from .routing import ModelChoice, choose_model, routing_sample
 from .sources import open_source
+from .strength import FULL_STRENGTH
 from .writers import (
     DenoisedImage,
     check_not_unfinished,
@@ -73,6 +74,7 @@ def denoise(
     norm: Norm = NORM.default,  # type: ignore[assignment]
     batch_size: int | None = None,
     tta: bool = False,
+    strength: float = FULL_STRENGTH,
     precision: Precision = "auto",
     pyramid: Pyramid = PYRAMID.default,  # type: ignore[assignment]
     cpu_fallback: bool = False,
@@ -140,6 +142,11 @@ def denoise(
         Test-time augmentation: average the model over the 8 flips and quarter turns of
         each plane (`napari_wne.tta`). Exactly as equivariant, 8 times slower; its gain is
         measured in docs/results.md.
+    strength:
+        How much of the denoiser's change to keep, from 0 to 1 (`napari_wne.strength`):
+        1 (default) the full result; 0.7 gives 30 % of the input back, noise and fine
+        detail with it, which helps where there is little noise to remove
+        (docs/results.md, "Little noise"). Exact under tiling, and as equivariant.
     precision:
         What the network computes in: "auto" (default), "float32", "bfloat16" or
         "float16" (`napari_wne.precision`: "auto" is bfloat16 on recent CUDA GPUs and what
@@ -248,7 +255,7 @@ def denoise(
     out_dtype = np.dtype(np.float32) if dtype == "float32" else source.dtype
     settings = TileSettings(
         tile=tile, halo=halo, blend=blend, norm=norm, batch_size=batch_size, tta=tta,
-        precision=precision, cpu_fallback=cpu_fallback,
+        strength=strength, precision=precision, cpu_fallback=cpu_fallback,
     )  # fmt: skip
     instance_shape = layout.spatial_shape(source.shape)
     make_engine = functools.partial(

@@ -27,6 +27,7 @@ from .models import get_model
 from .modes import PYRAMID
 from .pipeline import CancelCheck, Progress, run_blocks, write_block
 from .sources import Source
+from .strength import FULL_STRENGTH
 from .writers import (
     DenoisedImage,
     OmeZarrOutput,
@@ -90,6 +91,8 @@ class DiskRun:
         }
         if self.settings.tta:  # only when on: stores written before it was recorded resume
             record["tta"] = True
+        if self.settings.strength != FULL_STRENGTH:  # likewise: only when below 1
+            record["strength"] = self.settings.strength
         if self.settings.precision != "auto":  # likewise: recorded only when asked for
             record["precision"] = self.settings.precision
         return record

@@ -28,6 +28,7 @@ from .models import get_model, load_model
 from .modes import NORM, Norm
 from .normalization import check_finite, takes_statistics
 from .precision import Precision, resolve_precision, with_precision
+from .strength import FULL_STRENGTH, check_strength, keep_strength
 from .tiling import Tile, TileGrid, automatic_tile
 from .transfer import to_device, to_host
 from .tta import with_tta
@@ -64,6 +65,9 @@ class TileSettings:
     """Tiles per forward pass; default: as many as the device holds (`devices.batch_voxels`)."""
     tta: bool = False
     """Average over the 8 flips and quarter turns of YX (`napari_wne.tta`): 8x the time."""
+    strength: float = FULL_STRENGTH
+    """How much of the denoiser's change to keep (`napari_wne.strength`): 1 the full result,
+    below 1 part of the input given back, voxel by voxel after the tiles are blended."""
     precision: Precision = "auto"
     """What the backbone computes in (`napari_wne.precision`); WNE's own arithmetic stays
     in float64/float32 whatever this says."""
@@ -94,6 +98,7 @@ class TileSettings:
                 )
             whole = tuple(int(t) for t in sizes)  # a tuple: settings are hashed (cached_engine)
             object.__setattr__(self, name, whole if isinstance(value, (tuple, list)) else whole[0])
+        object.__setattr__(self, "strength", check_strength(self.strength))
         for name, low in (("blend", 0), ("batch_size", 1)):
             value = getattr(self, name)
             if value is not None and not (_whole(value) and value >= low):
@@ -299,7 +304,7 @@ class Engine:
         # The weights add to one already; dividing absorbs their last-bit rounding.
         result = out / weight
         check_result(result, data, region, self.model_name, wne)
-        return result
+        return keep_strength(result, data[_shift(region, box)], self.settings.strength)
 
     def _tile_input(
         self, data: np.ndarray, box: tuple[slice, ...], tile: Tile, dtype: type

@@ -15,6 +15,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSlider,
     Label,
     LineEdit,
     ProgressBar,
@@ -122,6 +123,12 @@ class SettingsForm:
             tooltip="Denoise only the plane shown, again whenever the slider moves. Volumes "
             "denoised in 3D are previewed plane by plane (2D), an approximation.",
         )  # fmt: skip
+        self.strength = FloatSlider(
+            label="Strength", min=0.0, max=1.0, step=0.05, value=DEFAULTS["strength"],
+            tooltip="How much of the denoiser's change to keep: 1 the full result; lower "
+            "values give part of the input back, noise and fine detail with it. Worth trying "
+            "on images with little noise, with the preview on (docs/results.md).",
+        )  # fmt: skip
         self.preview_status = _note()
         # Advanced: collapsed, since the automatic values suit almost every image.
         self.tile = _size_field(
@@ -188,7 +195,7 @@ class SettingsForm:
         """The fields above the Advanced section."""
         return [
             self.image, self.model, self.model_info, self.model_folder, self.device,
-            self.axes, self.axes_info, self.volumes, self.volumes_info,
+            self.axes, self.axes_info, self.volumes, self.volumes_info, self.strength,
         ]  # fmt: skip
 
     def bottom(self) -> list:
@@ -203,7 +210,7 @@ class SettingsForm:
         return [
             self.image, self.model, self.model_folder, self.device, self.axes, self.volumes,
             self.output_folder, self.output_format, self.overwrite, self.residual,
-            self.advanced,
+            self.strength, self.advanced,
         ]  # fmt: skip
 
     def lock(self, locked: bool) -> None:

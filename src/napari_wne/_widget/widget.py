@@ -34,7 +34,7 @@ __all__ = ["DenoiseWidget"]
 
 _FIELDS = (
     "image", "model", "model_info", "model_folder", "device", "axes", "axes_info", "volumes",
-    "volumes_info", "tile", "overlap", "block", "norm", "precision", "dtype", "tta",
+    "volumes_info", "strength", "tile", "overlap", "block", "norm", "precision", "dtype", "tta",
     "output_folder",
     "overwrite", "residual", "preview", "preview_status", "run_button", "cancel_button",
     "compare_button", "progress", "status",
@@ -85,6 +85,7 @@ class DenoiseWidget(Container):
         form.preview.changed.connect(self._preview.toggled)
         for field in (
             form.image, form.model, form.model_folder, form.device, form.norm, form.precision,
+            form.strength,
         ):  # fmt: skip
             field.changed.connect(self._preview.request)
         for field in (form.tile, form.overlap):  # after _check: only sizes that parse
@@ -233,6 +234,7 @@ class DenoiseWidget(Container):
             "norm": self.form.norm.value,
             "precision": self.form.precision.value,
             "tta": self.form.tta.value,
+            "strength": self.form.strength.value,
         }
 
     def _settled_model(self) -> str:

@@ -20,6 +20,7 @@ from ..modes import (
     PYRAMID,
     SUFFIXES,
 )
+from ..strength import FULL_STRENGTH
 
 if TYPE_CHECKING:  # the library (and torch) is imported only when a command runs
     from ..pipeline import Progress
@@ -128,6 +129,13 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
         "--tta",
         action="store_true",
         help="test-time augmentation: average over the 8 flips and turns (8x the time)",
+    )
+    sub.add_argument(
+        "--strength",
+        type=float,
+        default=FULL_STRENGTH,
+        help="how much of the denoiser's change to keep, 0 to 1; below 1 gives part of the "
+        "input (noise and fine detail) back, for images with little noise",
     )
     sub.add_argument("--block", type=int, nargs="+", help="block (task and shard) side(s)")
     flags = sub.add_mutually_exclusive_group()
@@ -271,6 +279,7 @@ def _denoise_file(
         norm=args.norm,
         batch_size=args.batch_size,
         tta=args.tta,
+        strength=args.strength,
         precision=args.precision,
         pyramid=args.pyramid,
         cpu_fallback=args.cpu_fallback,
