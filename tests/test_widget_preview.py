@@ -120,3 +120,33 @@ def denoise_cpu(data, model, axes, **kwargs):
     from napari_wne import denoise
 
     return np.asarray(denoise(data, model, axes=axes, device="cpu", verbose=False, **kwargs))
+
+
+def test_moving_the_strength_slider_reblends_the_preview_without_running_the_model(
+    viewer_widget, qtbot, rng
+):
+    viewer, widget = viewer_widget
+    data = rng.poisson(30, (3, 48, 64)).astype(np.uint16)
+    widget.image.value = viewer.add_image(data, name="stack")
+    viewer.dims.current_step = (2, 0, 0)
+    widget.strength.value = 0.5
+    widget.preview.value = True
+    qtbot.waitUntil(
+        lambda: widget.preview_layer is not None and not widget.preview_busy, timeout=TIMEOUT_MS
+    )
+    full = expected(data[2], "YX")
+    np.testing.assert_allclose(
+        widget.preview_layer.data[0], 0.5 * full + 0.5 * data[2], rtol=1e-4, atol=1e-3
+    )
+    widget.strength.value = 0.8  # applied on screen at once: no worker starts
+    assert not widget.preview_busy
+    np.testing.assert_allclose(
+        widget.preview_layer.data[0], 0.8 * full + 0.2 * data[2], rtol=1e-4, atol=1e-3
+    )
+    # and it equals what Denoise gives for that plane at that strength
+    np.testing.assert_allclose(
+        widget.preview_layer.data[0],
+        expected(data[2], "YX", strength=0.8),
+        rtol=1e-4,
+        atol=1e-3,
+    )

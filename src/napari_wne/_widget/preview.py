@@ -3,6 +3,10 @@
 One preview runs at a time. Requests that arrive meanwhile collapse into one, and a
 result whose plane, layer or settings are no longer current is dropped, so the screen
 only ever shows the plane the user stopped on.
+
+The model runs at full strength and the plane's input is kept beside its result, so
+moving the Strength slider re-blends the two on screen at once (`napari_wne.strength`),
+without running the model again.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from superqt.utils import FunctionWorker
 
 from ..api import denoise, read_region
 from ..models import get_model
+from ..strength import keep_strength
 from .layers import MADE_BY_KEY
 
 if TYPE_CHECKING:
@@ -35,12 +40,14 @@ side: close to what Denoise gives with the whole stack, at a fraction of its cos
 
 def _run_preview(
     data: Any, index: tuple, kwargs: dict[str, Any], z_axis: int | None = None
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Worker-thread body: read one plane and denoise it as a 2D image, or, for a 3-D
-    model, the plane within a slab of its neighbours, taken back out of the result."""
+    model, the plane within a slab of its neighbours, taken back out of the result.
+    Returns the plane and its result at full strength."""
     volumetric = 2 not in get_model(kwargs["model"]).dims
+    plane = read_region(data, index)
     if not volumetric or z_axis is None or not isinstance(index[z_axis], int):
-        return denoise(read_region(data, index), axes="YX", verbose=False, **kwargs)
+        return plane, denoise(plane, axes="YX", verbose=False, **kwargs)
     z = index[z_axis]
     first = max(0, z - PREVIEW_Z_REACH)
     last = min(np.shape(data)[z_axis], z + PREVIEW_Z_REACH + 1)
@@ -49,7 +56,7 @@ def _run_preview(
     letters = iter("YX")
     axes = "".join("Z" if d == z_axis else next(letters) for d in kept)
     result = denoise(read_region(data, slab), axes=axes, verbose=False, **kwargs)
-    return np.take(result, z - first, axis=kept.index(z_axis))
+    return plane, np.take(result, z - first, axis=kept.index(z_axis))
 
 
 class Preview:
@@ -76,6 +83,8 @@ class Preview:
         self._layer: Image | None = None
         self.dropped = 0
         """Results thrown away because the slider or the settings had moved on."""
+        self._full: tuple[np.ndarray, np.ndarray] | None = None
+        """The plane on screen and its result at full strength, for re-blending."""
 
     @property
     def busy(self) -> bool:
@@ -99,6 +108,7 @@ class Preview:
             return
         self.pending = False
         self.shown = None
+        self._full = None
         layer = self.layer
         if layer is not None:
             self.viewer.layers.remove(layer)
@@ -128,11 +138,14 @@ class Preview:
             slice(None) if d in shown else int(np.clip(round(float(position[d])), 0, n - 1))
             for d, n in enumerate(data.shape)
         )
+        # Strength is left out of the key and of the run: it is applied on screen.
+        strength = settings.pop("strength", 1.0)
         key = (id(layer), id(data), index, tuple(settings.items()))
         axes = self.form.axes.value.strip().upper()
         return {
             "z_axis": axes.index("Z") if "Z" in axes and len(axes) == layer.ndim else None,
-            "key": key, "data": data, "settings": settings, "ndim": layer.ndim,
+            "key": key, "data": data, "settings": settings, "strength": strength,
+            "ndim": layer.ndim,
             "index": index, "shown": tuple(shown), "scale": tuple(layer.scale),
             "translate": tuple(layer.translate), "units": tuple(layer.units),
             "axis_labels": tuple(layer.axis_labels), "colormap": layer.colormap,
@@ -152,6 +165,8 @@ class Preview:
             return
         if place["key"] == self.shown and self.layer is not None:
             self._busy_note()
+            if self._full is not None:  # only the strength may have moved
+                self.layer.data = self._blended(place["strength"])
             return  # already on screen
         body = functools.partial(
             _run_preview, place["data"], place["index"], place["settings"], place["z_axis"]
@@ -172,14 +187,23 @@ class Preview:
         self.form.preview_status.value = "Preview: computing the plane shown..." if busy else ""
         self.form.preview_status.visible = busy
 
-    def _on_result(self, place: dict[str, Any], result: np.ndarray) -> None:
+    def _blended(self, strength: float) -> np.ndarray:
+        """The full-strength result on screen blended with its plane at `strength`, in the
+        preview layer's shape."""
+        plane, result = self._full
+        layer = self.layer
+        blend = keep_strength(result.copy(), plane, strength)
+        return blend.reshape(layer.data.shape) if layer is not None else blend
+
+    def _on_result(self, place: dict[str, Any], computed: tuple[np.ndarray, np.ndarray]) -> None:
         if not self.form.preview.value:
             return
         try:
-            current = self._place()["key"]
+            now = self._place()
         except (LookupError, ValueError, TypeError):
             return
-        if place["key"] != current:  # the slider, layer or settings moved on: drop it
+        plane, result = computed
+        if place["key"] != now["key"]:  # the slider, layer or settings moved on: drop it
             self.dropped += 1
             self.pending = True
             return
@@ -191,7 +215,8 @@ class Preview:
         for d in range(ndim):
             if d not in shown:  # sit on the plane it came from
                 translate[d] += index[d] * place["scale"][d]
-        data = result.reshape(shape)
+        self._full = (plane, result)
+        data = keep_strength(result.copy(), plane, now["strength"]).reshape(shape)
         layer = self.layer
         if layer is not None and layer.ndim != ndim:
             self.viewer.layers.remove(layer)
