@@ -13,6 +13,10 @@ noise of their own, which a perfect denoiser removes too and is scored for. The 
 noise, whose level skimage's `estimate_sigma` reads off the reference (an overestimate
 where fine detail leaks into it, so the true ceiling is at least this high).
 
+The rows "`auto`, strength 0.7" run the first model again with 30 % of the input given
+back (`napari_wne.strength`): what a user who sees detail lost in the preview can do, and
+what it costs where the noise is strong.
+
     python benchmarks/quality_photons.py               # about 3 minutes; docs/results.md
     python benchmarks/quality_photons.py --sets fmd --no-write
     python benchmarks/quality_photons.py --quick   # one image, two counts; writes nothing
@@ -38,6 +42,8 @@ PHOTONS = (20.0, 100.0, 300.0, 1000.0, 3000.0)
 NOISE = {"white": white_camera, "correlated": correlated_camera}
 SEED = 5
 PERFECT = "perfect denoiser (at least; estimated)"
+STRENGTHS = (0.7,)
+"""`auto` again at these strengths (`napari_wne.strength`): part of the input given back."""
 
 
 def perfect_denoiser(clean: np.ndarray) -> float:
@@ -51,7 +57,11 @@ def perfect_denoiser(clean: np.ndarray) -> float:
 
 
 def sweep(
-    models: list[str], sets: str, photon_counts: tuple[float, ...], images: int | None
+    models: list[str],
+    sets: str,
+    photon_counts: tuple[float, ...],
+    images: int | None,
+    strengths: tuple[float, ...] = STRENGTHS,
 ) -> dict[tuple[str, str, float], list[float]]:
     """PSNR per (noise, method, photons), one value per image."""
     found: dict[tuple[str, str, float], list[float]] = {}
@@ -67,6 +77,11 @@ def sweep(
                 for model in models:
                     out = denoise(noisy, model, precision="float32", verbose=False)
                     row[f"`{model}`"] = scores(out, target)[0]
+                for strength in strengths:
+                    out = denoise(
+                        noisy, models[0], precision="float32", strength=strength, verbose=False
+                    )
+                    row[f"`{models[0]}`, strength {strength:g}"] = scores(out, target)[0]
                 for method, value in row.items():
                     found.setdefault((kind, method, photons), []).append(value)
             print(name, kind, flush=True)
@@ -109,7 +124,8 @@ def main() -> None:
         f"{SEED}); mean PSNR after the gain fit, float32. The references keep some noise "
         "of their own; the perfect-denoiser row is what a result free of all noise would "
         "score against them, with the reference's noise as skimage's `estimate_sigma` reads "
-        "it (an overestimate, so a lower bound).",
+        "it (an overestimate, so a lower bound). The strength rows give part of the input "
+        "back: strength * result + (1 - strength) * input (`napari_wne.strength`).",
         "",
     ]
     for kind in NOISE:
