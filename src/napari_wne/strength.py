@@ -5,9 +5,10 @@ where there is little noise to remove, that loss can outweigh the gain: at 3,000
 the shipped models score under the noisy input on correlated noise (docs/results.md,
 "Little noise"). Giving back part of the input, ``strength * f(y) + (1 - strength) * y``,
 returns that detail with part of the noise. No single value suits every photon count, and
-none can be read reliably off the noisy image (a residual-variance rule was tried and
-misjudged by up to 30 %), so the default is the full result and the user chooses,
-with the preview in napari or the figures of `benchmarks/quality_photons.py`.
+none could be read reliably off the noisy image (a rule from the residual's variance in
+the flattest patches chose 0.96 where 0.76 was right), so the default is the full result
+and the user chooses, with the preview in napari or the figures of
+`benchmarks/quality_photons.py`.
 
 The blend keeps everything exact. It acts voxel by voxel on the blended tiles, so tiled
 results still equal whole-image ones; and with f equivariant, f(a*y + b) = a*f(y) + b, so is
