@@ -165,6 +165,6 @@ def test_the_strength_slider_starts_at_full_and_reaches_the_run(viewer_widget, q
     assert widget.strength.native.parent() is not widget.form.advanced.native  # in view
     widget.strength.value = 0.6
     run(widget, qtbot)
-    result = viewer.layers["plane denoised (dncnn-wne)"].data
+    result = viewer.layers["plane denoised (dncnn-wne, strength 0.6)"].data  # named by it
     full = denoise(data, "dncnn-wne", device="cpu", verbose=False)
     np.testing.assert_allclose(result, 0.6 * full + 0.4 * data, rtol=1e-4, atol=1e-3)

@@ -130,9 +130,12 @@ class DenoiseWidget(Container):
 
     @property
     def model_label(self) -> str:
-        """A short name for layer and file names."""
+        """A short name for layer and file names, with the strength when below 1: results
+        at two strengths get two layers (and files), not one run resuming the other."""
         name = self.model_name
-        return Path(name).name if name not in MODELS else name
+        label = Path(name).name if name not in MODELS else name
+        strength = round(float(self.form.strength.value), 2)
+        return f"{label}, strength {strength:g}" if strength < 1 else label
 
     # -- layers ------------------------------------------------------------------------------
 
