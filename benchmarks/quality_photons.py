@@ -17,7 +17,7 @@ The rows "`auto`, strength 0.7" run the first model again with 30 % of the input
 back (`napari_wne.strength`): what a user who sees detail lost in the preview can do, and
 what it costs where the noise is strong.
 
-    python benchmarks/quality_photons.py               # about 3 minutes; docs/results.md
+    python benchmarks/quality_photons.py               # about 8 minutes; docs/results.md
     python benchmarks/quality_photons.py --sets fmd --no-write
     python benchmarks/quality_photons.py --quick   # one image, two counts; writes nothing
 """

@@ -166,7 +166,7 @@ class Preview:
         if place["key"] == self.shown and self.layer is not None:
             self._busy_note()
             if self._full is not None:  # only the strength may have moved
-                self.layer.data = self._blended(place["strength"])
+                self.layer.data = self._blended(place["strength"]).reshape(self.layer.data.shape)
             return  # already on screen
         body = functools.partial(
             _run_preview, place["data"], place["index"], place["settings"], place["z_axis"]
@@ -188,12 +188,9 @@ class Preview:
         self.form.preview_status.visible = busy
 
     def _blended(self, strength: float) -> np.ndarray:
-        """The full-strength result on screen blended with its plane at `strength`, in the
-        preview layer's shape."""
+        """The full-strength result on screen blended with its plane at `strength`."""
         plane, result = self._full
-        layer = self.layer
-        blend = keep_strength(result.copy(), plane, strength)
-        return blend.reshape(layer.data.shape) if layer is not None else blend
+        return keep_strength(result.copy(), plane, strength)
 
     def _on_result(self, place: dict[str, Any], computed: tuple[np.ndarray, np.ndarray]) -> None:
         if not self.form.preview.value:
@@ -216,7 +213,7 @@ class Preview:
             if d not in shown:  # sit on the plane it came from
                 translate[d] += index[d] * place["scale"][d]
         self._full = (plane, result)
-        data = keep_strength(result.copy(), plane, now["strength"]).reshape(shape)
+        data = self._blended(now["strength"]).reshape(shape)
         layer = self.layer
         if layer is not None and layer.ndim != ndim:
             self.viewer.layers.remove(layer)
