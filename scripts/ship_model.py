@@ -199,12 +199,17 @@ def write_cards() -> None:
 
 
 def init_lineage(init: Path) -> list[dict]:
-    """`lineage`, also for a shipped 2-D model inflated to 3-D by scripts/train_3d.py."""
-    inflated = re.fullmatch(r"init-(.+)-3d\.safetensors", init.name)
-    if inflated is None:
+    """`lineage`, also for a shipped model inflated to 3-D by scripts/train_3d.py or
+    deepened by scripts/train_campaign.py (`--blocks`)."""
+    grown = re.fullmatch(r"init-(.+)-(3d|blocks(\d+))\.safetensors", init.name)
+    if grown is None:
         return lineage(init)
-    chain = lineage(ROOT / "src" / "napari_wne" / "weights" / inflated[1] / WEIGHTS_FILE)
-    chain[0]["model"] += ", inflated to 3-D plane by plane (napari_wne.inflation)"
+    chain = lineage(ROOT / "src" / "napari_wne" / "weights" / grown[1] / WEIGHTS_FILE)
+    chain[0]["model"] += (
+        ", inflated to 3-D plane by plane (napari_wne.inflation)"
+        if grown[2] == "3d"
+        else f", deepened to {grown[3]} blocks per scale by identity blocks (napari_wne.deepening)"
+    )
     return chain
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import torch
+
 from _data import (
     CORRELATED_LEVELS,
     DATA,
@@ -39,8 +41,11 @@ from _data import (
     W2S_NOISY,
     with_correlated_noise,
 )
+from napari_wne.backbones.unet import DEFAULT_BLOCKS, ResUNet
 from napari_wne.camera import CameraNoise
 from napari_wne.datasets import NoiseConfig, load_clean_images, load_pairs
+from napari_wne.deepening import deepen_into
+from napari_wne.model_io import load_weights, read_model_card, save_weights
 from napari_wne.models import trained_weights
 from napari_wne.modes import LOSS
 from napari_wne.phantoms import phantom_set
@@ -96,6 +101,22 @@ def w2s_content(train_rows: int, repeats: int) -> list:
     return [top] * repeats
 
 
+def start_weights(run: Path, model: str, blocks: int) -> str:
+    """The weights of shipped `model`; with more `blocks` per scale than it has, the same
+    network deepened by identity blocks (`napari_wne.deepening`), saved in the run folder."""
+    card = read_model_card(trained_weights(model))
+    if card["backbone_kwargs"].get("blocks", DEFAULT_BLOCKS) == blocks:
+        return str(trained_weights(model))
+    path = run / f"init-{model}-blocks{blocks}.safetensors"
+    if not path.is_file():
+        run.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        network = ResUNet(blocks=blocks)
+        deepen_into(network, load_weights(trained_weights(model)))
+        save_weights(network.state_dict(), path)
+    return str(path)
+
+
 def selection_loss(pairs: list) -> Callable:
     """A held-out loss (lower is better) for `train`: minus the mean PSNR on validation pairs."""
     from napari_wne.training import _validate
@@ -132,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         help="seed of patch and noise sampling: a new one gives a second stage fresh batches",
     )  # fmt: skip
     parser.add_argument("--init", default="unet-wne", help="shipped model to fine-tune, or none")
+    parser.add_argument(
+        "--blocks", type=int, default=DEFAULT_BLOCKS,
+        help="residual blocks per scale; more than --init has: it is deepened exactly first",
+    )  # fmt: skip
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--phantoms", type=int, default=PHANTOMS, help="phantoms in the pool")
@@ -186,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.w2s_rows:
         clean += w2s_content(args.w2s_rows, args.w2s_repeats)
         files = [*files, f"{W2S_CLEAN}[:{args.w2s_rows}] x{args.w2s_repeats}"]
-    init = None if args.init == "none" else str(trained_weights(args.init))
+    init = None if args.init == "none" else start_weights(args.output_dir, args.init, args.blocks)
     config = TrainConfig(
         output_dir=args.output_dir,
         backbone="unet",
+        backbone_kwargs={} if args.blocks == DEFAULT_BLOCKS else {"blocks": args.blocks},
         wne=True,
         mode="supervised",
         patch_size=args.patch,
