@@ -314,3 +314,25 @@ def test_our_output_reads_back_as_input_even_where_a_block_is_all_zero(tmp_path)
     # so reading the result back needs no missing_chunks="fill"
     again = denoise(first, output=tmp_path / "b.ome.zarr", **SMALL)
     assert again.to_dask().shape == (3, 32, 32)
+
+
+def test_a_resumed_store_keeps_none_of_the_temporary_files_a_killed_zarr_write_leaves(tmp_path):
+    source = _tiff(tmp_path / "in.tif")
+    out = tmp_path / "out.ome.zarr"
+    _unfinished(source, out)
+    # what zarr's atomic write leaves when the process dies in it: `<name>.<uuid hex>.partial`
+    chunk = next(p for p in (out / "0").rglob("*") if p.is_file() and p.name != "zarr.json")
+    leftovers = [
+        out / "zarr.0123456789abcdef0123456789abcdef.partial",
+        chunk.with_name(f"{chunk.name}.fedcba9876543210fedcba9876543210.partial"),
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half a write")
+    denoise(source, output=out, resume=True, block=32, **SMALL)
+    assert OmeZarrOutput(out).is_complete()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
+    assert sorted(p.name for p in out.iterdir()) == ["0", "zarr.json"]
+    np.testing.assert_array_equal(
+        zarr.open_array(str(out / "0"), mode="r")[:],
+        denoise(tifffile.imread(source), axes="TYX", block=32, **SMALL),
+    )

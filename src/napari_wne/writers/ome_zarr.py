@@ -41,7 +41,15 @@ from ._hooks import hook
 from .fingerprint import describe_change
 from .lock import output_lock
 from .ome_metadata import channel_windows, ome_attributes
-from .paths import foreign_entries, is_our_state, owner, remove_ours, remove_state, state_dir
+from .paths import (
+    foreign_entries,
+    is_our_state,
+    owner,
+    remove_ours,
+    remove_state,
+    remove_zarr_leftovers,
+    state_dir,
+)
 from .plan import Fill, OutputPlan, ome_order
 from .pyramid import build_pyramid, ome_datasets
 from .result import DenoisedImage
@@ -315,6 +323,7 @@ class OmeZarrOutput:
                 "(resume=True) to compute them"
             )
         hook("finalize.checked")
+        remove_zarr_leftovers(self.path)  # a killed run's half-written chunks and metadata
         windows = None
         if channel_names is not None:
             windows = channel_windows(self.array(mode="r"), axes)

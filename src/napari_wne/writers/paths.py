@@ -29,6 +29,7 @@ __all__ = [
     "owner",
     "remove_ours",
     "remove_state",
+    "remove_zarr_leftovers",
     "same_place",
     "state_dir",
 ]
@@ -40,6 +41,7 @@ stores are still recognised, resumed and replaced; never created any more."""
 _STORE_ENTRIES = {"zarr.json", "0", LEGACY_STATE_DIR}
 _STATE_ENTRIES = {"run.json", "input.json", "created", "blocks"}
 _ZARR_LEFTOVER = re.compile(r"zarr\.[0-9a-f]{32}\.partial")  # zarr's own atomic-write temp
+_ZARR_TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")  # the same, for any file zarr writes
 _PARTIAL = re.compile(r"\..+\.partial")  # our own atomic-write temp (ome_zarr._write_atomic)
 _LEVEL = re.compile(r"[1-9][0-9]?")  # a pyramid level's array (`writers.pyramid`)
 _COMPOUND = (".ome.zarr", ".ome.tiff", ".ome.tif")
@@ -184,6 +186,21 @@ def remove_ours(path: Path) -> None:
     path.rmdir()
     if state.parent != path:
         remove_state(state)
+
+
+def remove_zarr_leftovers(store: Path) -> None:
+    """Delete the temporary files zarr's atomic writes leave in `store` when the process
+    writing it is killed mid-write (``<name>.<32 hex digits>.partial`` beside the metadata
+    or chunk being written).
+
+    Only for a store of ours, before it is marked finished: the resumed run rewrote what
+    those writes were for, and a finished store should hold nothing but OME-Zarr. Links are
+    not followed.
+    """
+    for folder, _dirs, files in os.walk(store):
+        for name in files:
+            if _ZARR_TEMP.fullmatch(name):
+                os.unlink(os.path.join(folder, name))
 
 
 def _is_store_entry(name: str) -> bool:
