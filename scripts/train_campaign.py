@@ -111,7 +111,11 @@ def start_weights(run: Path, model: str, blocks: int) -> str:
     if not path.is_file():
         run.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        network = ResUNet(blocks=blocks)
+        network = ResUNet(  # the shipped architecture, but for its depth
+            spatial_dims=card["spatial_dims"],
+            channels=card["channels"],
+            **{**card["backbone_kwargs"], "blocks": blocks},
+        )
         deepen_into(network, load_weights(trained_weights(model)))
         save_weights(network.state_dict(), path)
     return str(path)
