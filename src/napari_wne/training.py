@@ -16,11 +16,9 @@ intensity jitter scaled a patch by ``a``; or, with ``loss="log-mse"``, the mean 
 of that MSE's logarithm. A plain mean is ruled by the noisiest patches (a patch at 10
 photons weighs a hundred times one at 1,000), so the network learns to smooth and barely
 cares what it does to clean, detailed patches; the logarithm gives every patch the same
-weight in decibels, as a PSNR averaged over images does. A run writes to its output folder:
-``checkpoint.pt`` every `checkpoint_every` steps (weights-only loadable; a rerun with the
-same configuration resumes from it and ends with the same weights as an uninterrupted run),
-and at the end ``model.safetensors`` with ``model.json``, which `denoise(model=FOLDER)`
-loads.
+weight in decibels, as a PSNR averaged over images does. A rerun with the same settings
+resumes from the run folder's checkpoint (`napari_wne.run_folder`) and ends with the same
+weights as an uninterrupted run; `denoise(model=FOLDER)` loads the model it exports.
 """
 
 from __future__ import annotations
@@ -28,13 +26,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pickle
-import platform
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,24 +36,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
 from .backbones import build_backbone
 from .blind_spot import Replacement, blind_spot_mask
 from .datasets import NoiseConfig, PatchSampler, jitter_intensity, synthesize_noise
 from .devices import resolve_device
 from .early_stopping import BestWeights
 from .metrics import psnr
-from .model_io import (
-    CARD_FILE,
-    CARD_FORMAT,
-    WEIGHTS_FILE,
-    _load_into,
-    _unpickler_reason,
-    atomic_write,
-    load_weights,
-    save_weights,
-)
+from .model_io import _load_into, load_weights
 from .modes import LOSS, Loss
+from .run_folder import (
+    CHECKPOINT_FILE,
+    check_same_settings,
+    checkpoint_step,
+    deferred_interrupt,
+    export_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .wne import WNE
 
 __all__ = [
@@ -73,8 +65,6 @@ __all__ = [
     "psnr",
     "train",
 ]
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 Mode = Literal["supervised", "pairs", "n2v"]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -261,8 +251,8 @@ def _validate(
     return float(np.mean(scores))
 
 
-def _input_psnr(pairs: Sequence[Pair]) -> float:
-    return float(np.mean([psnr(noisy, clean) for noisy, clean in pairs]))
+def _input_psnr(pairs: Sequence[Pair] | None) -> float | None:
+    return float(np.mean([psnr(noisy, clean) for noisy, clean in pairs])) if pairs else None
 
 
 def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
@@ -271,101 +261,6 @@ def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
             optimizer, T_max=config.steps, eta_min=config.lr_min
         )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-def checkpoint_step(output_dir: str | Path) -> int | None:
-    """The step of the checkpoint in `output_dir` (where a rerun resumes), or None."""
-    path = Path(output_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    return int(_read_checkpoint(path)["step"])
-
-
-_CHECKPOINT_KEYS = ("config", "step", "seconds", "model", "optimizer", "scheduler")
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """Our checkpoint in `path`, loaded as data only; anything else is refused, never used
-    and never deleted (the folder may hold another tool's files)."""
-    advice = (
-        "it was not written by napari-wne train: move it away, or train into another output folder"
-    )
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"refused to load {path}: {_unpickler_reason(err)}; {advice}") from None
-    except Exception as err:  # a foreign or damaged file fails in many ways
-        raise ValueError(
-            f"{path} is not a readable training checkpoint ({type(err).__name__}: {err}); {advice}"
-        ) from None
-    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
-    if missing or saved.get("format") != 1 or not isinstance(saved.get("config"), str):
-        found = sorted(map(str, saved))[:8] if isinstance(saved, dict) else type(saved).__name__
-        raise ValueError(
-            f"{path} is not a napari-wne training checkpoint (it lacks {missing or ['format 1']}; "
-            f"found {found}); {advice}"
-        )
-    return saved
-
-
-def _compare_configs(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    # a field added since the checkpoint was written counts as its default there
-    defaults = TrainConfig(output_dir=".").to_dict()
-    saved = {**{k: defaults[k] for k in current if k in defaults}, **saved}
-    differ = sorted(
-        k
-        for k in set(saved) | set(current)
-        if k not in _RUNTIME_FIELDS and saved.get(k) != current.get(k)
-    )
-    if differ:
-        details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
-        raise ValueError(
-            f"{where} holds a checkpoint of a run with other settings ({details}); resume with "
-            "the same settings, or choose a new output folder"
-        )
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def _machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-@contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Turn a first Ctrl-C into a request to stop after the current step (checked by caller).
-
-    A second Ctrl-C interrupts at once. Outside the main thread nothing changes.
-    """
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested.is_set
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if requested.is_set():
-            signal.default_int_handler(signum, frame)
-        requested.set()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield requested.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def train(
@@ -414,8 +309,14 @@ def train(
         step, elapsed, val_psnr = 0, 0.0, None
         best = BestWeights(held_out, model) if held_out is not None else None
         if checkpoint_path.is_file():
-            saved = _read_checkpoint(checkpoint_path)
-            _compare_configs(json.loads(saved["config"]), config.to_dict(), out_dir)
+            saved = read_checkpoint(checkpoint_path)
+            check_same_settings(
+                json.loads(saved["config"]),
+                config.to_dict(),
+                TrainConfig(output_dir=".").to_dict(),
+                _RUNTIME_FIELDS,
+                out_dir,
+            )
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -444,10 +345,10 @@ def train(
                 "torch_rng": gen.get_state(),
                 "best": None if best is None else best.state(),
             }
-            _save_checkpoint(checkpoint_path, state)
+            save_checkpoint(checkpoint_path, state)
 
         in_step = False
-        with _deferred_interrupt() as stop_requested:
+        with deferred_interrupt() as stop_requested:
             try:
                 while step < config.steps and patience_left():
                     in_step, began = True, time.perf_counter()
@@ -497,44 +398,8 @@ def train(
         if best is not None:
             model.load_state_dict(best.weights)
         summary = None if best is None else best.summary()
-        _export(out_dir, model, backbone, config, elapsed, val_psnr, validation, device, summary)
+        scores = {"final_val_psnr": val_psnr, "val_input_psnr": _input_psnr(validation)}
+        export_model(out_dir, model, backbone, config.to_dict(), elapsed, scores, device, summary)
         return out_dir
     finally:
         torch.set_num_threads(threads_before)
-
-
-def _export(
-    out_dir: Path,
-    model: nn.Module,
-    backbone: nn.Module,
-    config: TrainConfig,
-    seconds: float,
-    val_psnr: float | None,
-    validation: Sequence[Pair] | None,
-    device: torch.device,
-    held_out: dict[str, Any] | None = None,
-) -> None:
-    """Write model.safetensors (the backbone's weights) and model.json (how to rebuild it)."""
-    save_weights(backbone.state_dict(), out_dir / WEIGHTS_FILE)
-    card = {
-        "format": CARD_FORMAT,
-        "version": 1,
-        "backbone": config.backbone,
-        "wne": config.wne,
-        "wne_eps": config.wne_eps,
-        "spatial_dims": config.spatial_dims,
-        "channels": 1,
-        "backbone_kwargs": config.to_dict()["backbone_kwargs"],
-        "mode": config.mode,
-        "steps": config.steps,
-        "wall_time_s": round(seconds, 2),
-        "final_val_psnr": val_psnr,
-        "val_input_psnr": _input_psnr(validation) if validation else None,
-        **({"held_out_loss": held_out} if held_out else {}),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "machine": _machine(device),
-        "napari_wne": __version__,
-        "config": config.to_dict(),
-    }
-    text = json.dumps(card, indent=2) + "\n"
-    atomic_write(out_dir / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
