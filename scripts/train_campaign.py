@@ -25,6 +25,7 @@ The split is fixed here and documented in docs/training.md:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from _data import (
     MICROSCOPY,
     W2S_CLEAN,
     W2S_NOISY,
+    correlated_camera,
     with_correlated_noise,
 )
 from napari_wne.backbones.unet import DEFAULT_BLOCKS, ResUNet
@@ -99,6 +101,18 @@ def w2s_content(train_rows: int, repeats: int) -> list:
     only widefield cell image that may be trained on (its field is never scored)."""
     top = load_clean_images([W2S_CLEAN])[0][:train_rows]
     return [top] * repeats
+
+
+def campaign_camera(args: argparse.Namespace) -> CameraNoise:
+    """The camera model the run's noise comes from (for the `camera` noise kind)."""
+    photons = tuple(args.photons or CameraNoise.photons_range)
+    if args.benchmark_camera:
+        return dataclasses.replace(correlated_camera(photons[0]), photons_range=photons)
+    return CameraNoise(
+        p_correlated=args.p_correlated,
+        kernel_sigma_range=tuple(args.kernel_sigma),
+        photons_range=photons,
+    )
 
 
 def start_weights(run: Path, model: str, blocks: int) -> str:
@@ -186,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         f"camera {CameraNoise.photons_range}, the others {NoiseConfig.photons_range})",
     )  # fmt: skip
     parser.add_argument(
+        "--benchmark-camera", action="store_true",
+        help="the correlated-noise benchmark's camera exactly (its kernel and read noise, "
+        "nothing else; photons from --photons): a bound on what knowing the camera gives, "
+        "not a model to ship",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-natural", action="store_true",
         help="leave train400's natural images out: fluorescence content only",
     )  # fmt: skip
@@ -232,11 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             kind=args.noise,
             read_noise_max=args.read_noise_max,
             photons_range=tuple(args.photons or NoiseConfig.photons_range),
-            camera=CameraNoise(
-                p_correlated=args.p_correlated,
-                kernel_sigma_range=tuple(args.kernel_sigma),
-                photons_range=tuple(args.photons or CameraNoise.photons_range),
-            ),
+            camera=campaign_camera(args),
         ),
         loss=args.loss,
         checkpoint_every=250,
