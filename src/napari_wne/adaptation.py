@@ -51,15 +51,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .adaptation_checks import AdaptationCancelled, CheckReporter, HeldOutCheck
 from .blind_spot import blind_spot_mask, mask_radius, masked_errors
 from .datasets import NoiseConfig, normalize_intensity
 from .early_stopping import SignificantLoss
-from .model_io import CARD_FILE, WEIGHTS_FILE, atomic_write, read_model_card, save_weights
+from .model_io import CARD_FILE, WEIGHTS_FILE, atomic_write, read_model_card
 from .models import DEFAULT_MODEL, get_model, trained_weights
 from .noise_stats import estimate_correlation
 from .routing import choose_model, routing_sample
 from .training import TrainConfig, TrainProgress, train
-from .wne import WNE
 
 __all__ = [
     "KEPT_CORRELATED",
@@ -155,35 +155,6 @@ class Adaptation:
         )
 
 
-class AdaptationCancelled(RuntimeError):
-    """`adapt` was cancelled; nothing was written."""
-
-
-@dataclass(frozen=True)
-class HeldOutCheck:
-    """One measurement of the held-out loss, as `adapt`'s `on_check` callback gets it."""
-
-    step: int
-    """Steps trained when it was measured (0: the starting model)."""
-    loss: float
-    best_loss: float
-    """The lowest held-out loss so far, this one included."""
-    improved: bool
-    """Whether this is the lowest so far (always true at step 0): these weights would be kept."""
-    save: Callable[[Path], Path]
-    """Writes the weights measured as a model folder that `denoise` loads (for a preview);
-    valid only during the callback."""
-
-
-def _save_snapshot(model: torch.nn.Module, card: dict[str, Any], folder: Path) -> Path:
-    """Write `model`'s weights as they are now, with the starting model's card."""
-    folder.mkdir(parents=True, exist_ok=True)
-    backbone = model.backbone if isinstance(model, WNE) else model
-    save_weights(backbone.state_dict(), folder / WEIGHTS_FILE)
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    return folder
-
-
 def start_model(init: str) -> tuple[Path, dict[str, Any]]:
     """The weights file and model card of a shipped model name or a trained model folder."""
     weights = trained_weights(init)
@@ -222,44 +193,6 @@ def _measure_correlation(images: Sequence[np.ndarray]) -> np.ndarray:
             except ValueError:  # too small to measure: assume white noise
                 continue
     return np.mean(found, axis=0) if found else np.zeros(3)
-
-
-class _Checks:
-    """Tells `on_check` of each held-out measurement and raises when `cancel()` says so.
-
-    `train` measures before the first step and after some steps, each time before it
-    reports that step, so a measurement waits for its step number in `after_step`.
-    """
-
-    def __init__(
-        self,
-        card: dict[str, Any],
-        on_check: Callable[[HeldOutCheck], None] | None,
-        cancel: Callable[[], bool] | None,
-    ) -> None:
-        self.card, self.on_check, self.cancel = card, on_check, cancel
-        self.best = float("inf")
-        self.started = False
-        self.waiting: tuple[torch.nn.Module, float] | None = None
-
-    def measured(self, model: torch.nn.Module, loss: float) -> float:
-        self.waiting = (model, loss)
-        if not self.started:  # the starting model, before any step
-            self.started = True
-            self.after_step(0)
-        return loss
-
-    def after_step(self, step: int) -> None:
-        if self.waiting is not None:
-            model, loss = self.waiting
-            self.waiting = None
-            improved = loss < self.best
-            self.best = min(self.best, loss)
-            if self.on_check is not None:
-                save = functools.partial(_save_snapshot, model, self.card)
-                self.on_check(HeldOutCheck(step, loss, self.best, improved, save))
-        if self.cancel is not None and self.cancel():
-            raise AdaptationCancelled("adaptation cancelled; no model was saved")
 
 
 def _keep_start(
@@ -361,7 +294,7 @@ def adapt(
     masked = torch.cat([m for m, _ in draws])
     indices = torch.cat([i for _, i in draws])
 
-    checks = _Checks(card, on_check, cancel)
+    checks = CheckReporter(card, on_check, cancel)
     errors = functools.partial(masked_errors, clean_inputs=unmasked, masked_inputs=masked,
                                indices=indices)  # fmt: skip
     measure = SignificantLoss(errors, settings.min_z)
