@@ -1,9 +1,9 @@
 """What `adapt` tells its caller while it runs: each held-out measurement, and cancellation.
 
-The napari widget previews the weights behind each measurement and lets the user cancel;
-the CLI only prints. Both hear the same `HeldOutCheck`s from `CheckReporter`, which sits
-between `napari_wne.training.train`'s hooks and the caller, so the training loop knows
-nothing of previews or of the widget.
+The napari widget previews the weights behind each measurement (`HeldOutCheck.save`) and
+lets the user cancel; the CLI and scripts pass neither hook. `CheckReporter` sits between
+the hooks of `napari_wne.training.train` and the caller, so the training loop knows nothing
+of previews or of the widget.
 """
 
 from __future__ import annotations
