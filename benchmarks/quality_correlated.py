@@ -5,8 +5,9 @@ kept for validation) gets Poisson-Gaussian noise smoothed by a Gaussian kernel o
 0.8 px (lag-1 correlation about 0.68, as on widefield data that was registered or
 resampled), at three photon levels (`benchmarks/_data.py`, seeded). Scored like the real
 pairs: the noisy input, a 1-px blur, the best-sigma blur oracle (the sigma picked per image
-with the clean image's help), non-local means, BM3D (the `bm3d` package, when installed:
-`pip install ".[bench]"`), and every model named (default: every shipped model).
+with the clean image's help), non-local means, BM3D blind and as an oracle told the
+noise's spectrum (the `bm3d` package, when installed: `pip install ".[bench]"`;
+`_baselines.py`), and every model named (default: every shipped model).
 
     python benchmarks/quality_correlated.py                     # writes docs/results.md
     python benchmarks/quality_correlated.py --models unet-wne runs/unet-wne-camera --no-write
@@ -24,38 +25,29 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from _baselines import best_blur, bm3d_blind, bm3d_oracle, bm3d_package, non_local_means
 from _data import CORRELATED_LEVELS, correlated_benchmark, shipped_2d_models
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
 from napari_wne.metrics import scores
-from quality_microscopy import best_blur, non_local_means
-
-
-def bm3d_or_none():
-    """BM3D with the noise sigma estimated like NLM's, or None without the package."""
-    try:
-        import bm3d
-    except ImportError:
-        return None
-    from skimage.restoration import estimate_sigma
-
-    def run(noisy: np.ndarray) -> np.ndarray:
-        return bm3d.bm3d(noisy, sigma_psd=float(estimate_sigma(noisy)))
-
-    return run
 
 
 def baselines(
-    noisy: np.ndarray, clean: np.ndarray, bm3d, bm3d_label: str
+    noisy: np.ndarray, clean: np.ndarray, bm3d_suffix: str | None
 ) -> dict[str, tuple[np.ndarray, float]]:
-    """Each classical method's result and its seconds."""
+    """Each classical method's result and its seconds (BM3D unless `bm3d_suffix` is None)."""
+    bm3d = [] if bm3d_suffix is None else [
+        (f"BM3D (bm3d package; sigma estimated, white){bm3d_suffix}", lambda: bm3d_blind(noisy)),
+        (f"BM3D, oracle (noise spectrum from the clean image){bm3d_suffix}",
+         lambda: bm3d_oracle(noisy, clean)),
+    ]  # fmt: skip
     out = {}
     for name, method in (
         ("noisy input", lambda: noisy),
         ("Gaussian blur (sigma 1)", lambda: gaussian_filter(noisy, 1.0)),
         ("Gaussian blur (best sigma, oracle)", lambda: best_blur(noisy, clean)),
         ("non-local means (skimage)", lambda: non_local_means(noisy)),
-        *([(bm3d_label, lambda: bm3d(noisy))] if bm3d else []),
+        *bm3d,
     ):
         start = time.perf_counter()
         out[name] = (method(), time.perf_counter() - start)
@@ -63,19 +55,17 @@ def baselines(
 
 
 def evaluate(models: list[str], quick: bool, bm3d_images: int) -> dict[str, dict[str, list]]:
-    """(PSNR, SSIM, seconds) per method per level; BM3D on the first `bm3d_images` images."""
-    bm3d = bm3d_or_none()
+    """(PSNR, SSIM, seconds) per method per level; BM3D on the first `bm3d_images` images
+    (none in the quick run: tests/test_benchmarks.py checks the BM3D oracle by itself)."""
     cases = correlated_benchmark()
     if quick:
         cases = [c for c in cases if c[1] == cases[0][1]]
     names = list(dict.fromkeys(c[1] for c in cases))
-    label = "BM3D (bm3d package)"
-    if bm3d_images < len(names):
-        label += f", first {bm3d_images} image(s) only"
+    suffix = f", first {bm3d_images} image(s) only" if bm3d_images < len(names) else ""
     found: dict[str, dict[str, list]] = {}
     for level, name, noisy, clean in cases:
-        use_bm3d = bm3d if names.index(name) < bm3d_images else None
-        results = baselines(noisy.astype(np.float64), clean, use_bm3d, label)
+        use_bm3d = bm3d_package() is not None and names.index(name) < bm3d_images and not quick
+        results = baselines(noisy.astype(np.float64), clean, suffix if use_bm3d else None)
         for model in models:
             start = time.perf_counter()
             out = denoise(noisy, model, verbose=False)
@@ -139,8 +129,10 @@ def main() -> None:
             f" ({machine(torch.device('cpu'))}; {time.perf_counter() - start:.0f} s). The "
             "clean images of the 12 scored real pairs with Poisson-Gaussian noise smoothed "
             "to a lag-1 correlation of 0.68 (docs/noise.md), at three photon levels; means "
-            "after the gain fit of `napari_wne.metrics`. Seconds: the median per 512x512 "
-            "image on this machine, beside other jobs.",
+            "after the gain fit of `napari_wne.metrics`. The BM3D oracle is told the "
+            "noise's spectrum (and its variance-vs-mean line) by the clean image, an upper "
+            "bound like the blur oracle (`benchmarks/_baselines.py`). Seconds: the median "
+            "per 512x512 image on this machine, beside other jobs.",
             "",
             *rows,
             "",

@@ -4,7 +4,9 @@ On the real noisy/clean pairs (W2S widefield single captures vs 400-frame averag
 confocal raw vs averaged), it scores the noisy input, a Gaussian blur of 1 pixel and one
 whose sigma is chosen per image with the clean image's help (an upper bound for any
 blur), scikit-image's non-local means (noise sigma estimated from the image, the usual
-h = 0.8 sigma), and every model named (default: every shipped model). Scores after the gain fit of
+h = 0.8 sigma), BM3D blind and as an oracle (`_baselines.py`; with the `bench` extra),
+every model named (default: every shipped model), and the default with test-time
+augmentation, each with its seconds per image. Scores after the gain fit of
 `napari_wne.metrics`; the W2S pair the models validated on is left out. It also draws
 centre crops of each result (docs/images/microscopy_crops.png).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import textwrap
 import time
 import warnings
 from datetime import date
@@ -25,61 +28,71 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
-from skimage.restoration import denoise_nl_means, estimate_sigma
 
+from _baselines import (
+    best_blur,
+    bm3d_blind,
+    bm3d_oracle,
+    bm3d_package,
+    non_local_means,
+    unit,
+)
 from _data import VALIDATION_PAIR, microscopy_pairs, shipped_2d_models
 from _report import DOCS, RESULTS, machine, write_section
-from napari_wne import denoise
+from napari_wne import DEFAULT_MODEL, denoise
 from napari_wne.metrics import fit_to, scores
 
-BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 CROP = 128
 FIGURE = DOCS / "images" / "microscopy_crops.png"
+BM3D_BLIND = "BM3D (bm3d package; sigma estimated, white)"
+BM3D_ORACLE = "BM3D, oracle (noise curve and spectrum from the clean image)"
 
 
-def unit(image: np.ndarray) -> np.ndarray:
-    """0.1..99.9 percentiles to 0..1: baselines with absolute parameters see one scale."""
-    low, high = np.percentile(image, [0.1, 99.9])
-    return (image - low) / ((high - low) or 1.0)
-
-
-def best_blur(
-    noisy: np.ndarray, clean: np.ndarray, sigmas: tuple[float, ...] = BLUR_SIGMAS
-) -> np.ndarray:
-    return max((gaussian_filter(noisy, s) for s in sigmas), key=lambda b: scores(b, clean)[0])
-
-
-def non_local_means(noisy: np.ndarray) -> np.ndarray:
-    image = unit(noisy)
-    sigma = float(estimate_sigma(image))
-    return denoise_nl_means(
-        image, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True
+def methods(
+    noisy: np.ndarray, clean: np.ndarray, models: list[str], bm3d: bool
+) -> dict[str, object]:
+    """Each method's name and a call that returns its result (timed by the caller)."""
+    image = noisy.astype(np.float32)
+    found = {
+        "noisy input": lambda: noisy,
+        "Gaussian blur (sigma 1)": lambda: gaussian_filter(noisy, 1.0),
+        "Gaussian blur (best sigma)": lambda: best_blur(noisy, clean),
+        "non-local means (skimage)": lambda: non_local_means(noisy),
+    }
+    if bm3d:
+        found[BM3D_BLIND] = lambda: bm3d_blind(noisy)
+        found[BM3D_ORACLE] = lambda: bm3d_oracle(noisy, clean)
+    for model in models:
+        found[f"`{model}`"] = lambda m=model: denoise(image, m, verbose=False)
+    found[f"`{DEFAULT_MODEL}`, TTA"] = lambda: denoise(
+        image, DEFAULT_MODEL, tta=True, verbose=False
     )
+    return found
 
 
 def evaluate(
     models: list[str], quick: bool, crops: dict[str, dict[str, np.ndarray]] | None = None
-) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """Scores per method per dataset ("W2S" or each FMD image).
+) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
+    """(PSNR, SSIM, seconds) per method per dataset ("W2S" or each FMD image).
 
+    BM3D runs when its package is installed, except in the quick run (tests/ checks it).
     `crops`, when given, receives a centre crop of every method's result on the first
     image of each dataset, fitted to the clean image (for the figure).
     """
     pairs = [p for p in microscopy_pairs() if p[0] != VALIDATION_PAIR]
     pairs = pairs[:1] + pairs[-1:] if quick else pairs
+    bm3d = bm3d_package() is not None and not quick
     found: dict[str, dict[str, list]] = {}
     for name, noisy, clean in pairs:
         group = "W2S widefield" if name.startswith("w2s") else name
-        results = {
-            "noisy input": noisy,
-            "Gaussian blur (sigma 1)": gaussian_filter(noisy, 1.0),
-            "Gaussian blur (best sigma)": best_blur(noisy, clean),
-            "non-local means (skimage)": non_local_means(noisy),
-        }
-        for model in models:
-            results[f"`{model}`"] = denoise(noisy.astype(np.float32), model, verbose=False)
-        for method, result in results.items():
-            found.setdefault(method, {}).setdefault(group, []).append(scores(result, clean))
+        results = {}
+        for method, run in methods(noisy, clean, models, bm3d).items():
+            start = time.perf_counter()
+            results[method] = run()
+            seconds = time.perf_counter() - start
+            found.setdefault(method, {}).setdefault(group, []).append(
+                (*scores(results[method], clean), seconds)
+            )
         if crops is not None and group not in crops:
             crops[group] = crop_all(results, clean)
         print(name, {m: round(v[group][-1][0], 2) for m, v in found.items()}, flush=True)
@@ -96,6 +109,12 @@ def crop_all(results: dict[str, np.ndarray], clean: np.ndarray) -> dict[str, np.
     return shown
 
 
+def short_title(method: str) -> str:
+    """A figure column's title: the method's name, its details wrapped under it."""
+    name, _, details = method.replace("`", "").partition(" (")
+    return "\n".join([name, *textwrap.wrap(f"({details}" if details else "", 26)])
+
+
 def figure(crops: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     """One row per dataset, one column per method, all on the clean image's scale."""
     import matplotlib
@@ -105,14 +124,14 @@ def figure(crops: dict[str, dict[str, np.ndarray]], path: Path) -> None:
 
     methods = list(next(iter(crops.values())))
     fig, axes = plt.subplots(
-        len(crops), len(methods), figsize=(1.9 * len(methods), 2.1 * len(crops)), squeeze=False
+        len(crops), len(methods), figsize=(1.9 * len(methods), 2.4 * len(crops)), squeeze=False
     )
     for row, (group, shown) in zip(axes, crops.items(), strict=True):
         for ax, method in zip(row, methods, strict=True):
             ax.imshow(shown[method], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(method.strip("`").replace(" (", "\n("), fontsize=7)
+            ax.set_title(short_title(method), fontsize=7)
         row[0].set_ylabel(group, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,13 +139,14 @@ def figure(crops: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     plt.close(fig)
 
 
-def table(found: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
+def table(found: dict[str, dict[str, list[tuple[float, float, float]]]]) -> list[str]:
+    """One row per method: PSNR / SSIM per set, and the median seconds per image."""
     groups = list(next(iter(found.values())))
     rows = [
         "| method | "
         + " | ".join(f"{g} ({len(found['noisy input'][g])}): PSNR / SSIM" for g in groups)
-        + " |",
-        "|---|" + "---|" * len(groups),
+        + " | s per image |",
+        "|---|" + "---|" * (len(groups) + 1),
     ]
     for method, by_group in found.items():
         cells = [
@@ -134,7 +154,8 @@ def table(found: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
             f"{statistics.fmean(s[1] for s in by_group[g]):.3f}"
             for g in groups
         ]
-        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+        seconds = statistics.median(s[2] for g in groups for s in by_group[g])
+        rows.append(f"| {method} | " + " | ".join(cells) + f" | {seconds:.2f} |")
     return rows
 
 
@@ -165,7 +186,11 @@ def main() -> None:
             f" ({machine(torch.device('cpu'))}; {time.perf_counter() - start:.0f} s). Means "
             "over the images of each set, after the gain fit of `napari_wne.metrics`; the "
             "W2S pair the default model validated on (010_0) is left out. The blur's sigma "
-            "is picked per image with the clean image's help (an upper bound for a blur).",
+            "is picked per image with the clean image's help (an upper bound for a blur); "
+            "the BM3D oracle is told the noise's variance-vs-mean line (stabilized by the "
+            "generalized Anscombe transform) and its spectrum by the clean image, another "
+            "upper bound (`benchmarks/_baselines.py`). TTA: the 8 flips and quarter turns, "
+            "averaged. Seconds: the median per image on this machine, beside other jobs.",
             "",
             *rows,
             "",
