@@ -22,6 +22,7 @@ import tempfile
 import textwrap
 import time
 import warnings
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -50,7 +51,7 @@ BM3D_ORACLE = "BM3D, oracle (noise curve and spectrum from the clean image)"
 
 def methods(
     noisy: np.ndarray, clean: np.ndarray, models: list[str], bm3d: bool
-) -> dict[str, object]:
+) -> dict[str, Callable[[], np.ndarray]]:
     """Each method's name and a call that returns its result (timed by the caller)."""
     image = noisy.astype(np.float32)
     found = {
