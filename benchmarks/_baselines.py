@@ -26,6 +26,9 @@ from napari_wne.metrics import scores
 from napari_wne.noise_stats import variance_vs_mean
 
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+BM3D_BLIND = "BM3D (bm3d package; sigma estimated, white)"
+BM3D_ORACLE = "BM3D, oracle (noise curve and spectrum from the clean image)"
+"""The two BM3D rows' names, the same in every table."""
 PSD_SMOOTHING = 2.0
 """Frequency bins: the residual's periodogram is smoothed by this Gaussian (wrapping), to an
 estimate of its spectrum rather than of this one realization."""

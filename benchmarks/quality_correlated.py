@@ -25,7 +25,15 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from _baselines import best_blur, bm3d_blind, bm3d_oracle, bm3d_package, non_local_means
+from _baselines import (
+    BM3D_BLIND,
+    BM3D_ORACLE,
+    best_blur,
+    bm3d_blind,
+    bm3d_oracle,
+    bm3d_package,
+    non_local_means,
+)
 from _data import CORRELATED_LEVELS, correlated_benchmark, shipped_2d_models
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
@@ -37,9 +45,8 @@ def baselines(
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Each classical method's result and its seconds (BM3D unless `bm3d_suffix` is None)."""
     bm3d = [] if bm3d_suffix is None else [
-        (f"BM3D (bm3d package; sigma estimated, white){bm3d_suffix}", lambda: bm3d_blind(noisy)),
-        (f"BM3D, oracle (noise spectrum from the clean image){bm3d_suffix}",
-         lambda: bm3d_oracle(noisy, clean)),
+        (f"{BM3D_BLIND}{bm3d_suffix}", lambda: bm3d_blind(noisy)),
+        (f"{BM3D_ORACLE}{bm3d_suffix}", lambda: bm3d_oracle(noisy, clean)),
     ]  # fmt: skip
     out = {}
     for name, method in (

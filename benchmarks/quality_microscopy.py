@@ -31,6 +31,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from _baselines import (
+    BM3D_BLIND,
+    BM3D_ORACLE,
     best_blur,
     bm3d_blind,
     bm3d_oracle,
@@ -45,8 +47,6 @@ from napari_wne.metrics import fit_to, scores
 
 CROP = 128
 FIGURE = DOCS / "images" / "microscopy_crops.png"
-BM3D_BLIND = "BM3D (bm3d package; sigma estimated, white)"
-BM3D_ORACLE = "BM3D, oracle (noise curve and spectrum from the clean image)"
 
 
 def methods(
