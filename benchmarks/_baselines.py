@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from skimage.restoration import denoise_nl_means, estimate_sigma
@@ -32,6 +34,29 @@ BM3D_ORACLE = "BM3D, oracle (noise curve and spectrum from the clean image)"
 PSD_SMOOTHING = 2.0
 """Frequency bins: the residual's periodogram is smoothed by this Gaussian (wrapping), to an
 estimate of its spectrum rather than of this one realization."""
+
+
+def classical_methods(
+    noisy: np.ndarray,
+    clean: np.ndarray,
+    bm3d_suffix: str | None,
+    blur_oracle_label: str = "Gaussian blur (best sigma)",
+) -> dict[str, Callable[[], np.ndarray]]:
+    """Each classical row's name and a call that returns its result, in table order.
+
+    BM3D is left out when `bm3d_suffix` is None; otherwise the suffix ends both BM3D
+    names (a table that runs it on some images only says so there).
+    """
+    found = {
+        "noisy input": lambda: noisy,
+        "Gaussian blur (sigma 1)": lambda: gaussian_filter(noisy, 1.0),
+        blur_oracle_label: lambda: best_blur(noisy, clean),
+        "non-local means (skimage)": lambda: non_local_means(noisy),
+    }
+    if bm3d_suffix is not None:
+        found[BM3D_BLIND + bm3d_suffix] = lambda: bm3d_blind(noisy)
+        found[BM3D_ORACLE + bm3d_suffix] = lambda: bm3d_oracle(noisy, clean)
+    return found
 
 
 def unit(image: np.ndarray) -> np.ndarray:

@@ -23,17 +23,8 @@ from datetime import date
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
-from _baselines import (
-    BM3D_BLIND,
-    BM3D_ORACLE,
-    best_blur,
-    bm3d_blind,
-    bm3d_oracle,
-    bm3d_package,
-    non_local_means,
-)
+from _baselines import bm3d_package, classical_methods
 from _data import CORRELATED_LEVELS, correlated_benchmark, shipped_2d_models
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
@@ -44,18 +35,10 @@ def baselines(
     noisy: np.ndarray, clean: np.ndarray, bm3d_suffix: str | None
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Each classical method's result and its seconds (BM3D unless `bm3d_suffix` is None)."""
-    bm3d = [] if bm3d_suffix is None else [
-        (f"{BM3D_BLIND}{bm3d_suffix}", lambda: bm3d_blind(noisy)),
-        (f"{BM3D_ORACLE}{bm3d_suffix}", lambda: bm3d_oracle(noisy, clean)),
-    ]  # fmt: skip
     out = {}
-    for name, method in (
-        ("noisy input", lambda: noisy),
-        ("Gaussian blur (sigma 1)", lambda: gaussian_filter(noisy, 1.0)),
-        ("Gaussian blur (best sigma, oracle)", lambda: best_blur(noisy, clean)),
-        ("non-local means (skimage)", lambda: non_local_means(noisy)),
-        *bm3d,
-    ):
+    for name, method in classical_methods(
+        noisy, clean, bm3d_suffix, blur_oracle_label="Gaussian blur (best sigma, oracle)"
+    ).items():
         start = time.perf_counter()
         out[name] = (method(), time.perf_counter() - start)
     return out

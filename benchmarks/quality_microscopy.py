@@ -28,18 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
-from _baselines import (
-    BM3D_BLIND,
-    BM3D_ORACLE,
-    best_blur,
-    bm3d_blind,
-    bm3d_oracle,
-    bm3d_package,
-    non_local_means,
-    unit,
-)
+from _baselines import bm3d_package, classical_methods, unit
 from _data import VALIDATION_PAIR, microscopy_pairs, shipped_2d_models
 from _report import DOCS, RESULTS, machine, write_section
 from napari_wne import DEFAULT_MODEL, denoise
@@ -54,15 +44,7 @@ def methods(
 ) -> dict[str, Callable[[], np.ndarray]]:
     """Each method's name and a call that returns its result (timed by the caller)."""
     image = noisy.astype(np.float32)
-    found = {
-        "noisy input": lambda: noisy,
-        "Gaussian blur (sigma 1)": lambda: gaussian_filter(noisy, 1.0),
-        "Gaussian blur (best sigma)": lambda: best_blur(noisy, clean),
-        "non-local means (skimage)": lambda: non_local_means(noisy),
-    }
-    if bm3d:
-        found[BM3D_BLIND] = lambda: bm3d_blind(noisy)
-        found[BM3D_ORACLE] = lambda: bm3d_oracle(noisy, clean)
+    found = classical_methods(noisy, clean, "" if bm3d else None)
     for model in models:
         found[f"`{model}`"] = lambda m=model: denoise(image, m, verbose=False)
     found[f"`{DEFAULT_MODEL}`, TTA"] = lambda: denoise(
