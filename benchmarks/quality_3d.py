@@ -15,6 +15,7 @@ variance-vs-mean line by the clean volume (`_baselines.py`).
 
     python benchmarks/quality_3d.py                     # writes docs/results.md
     python benchmarks/quality_3d.py --quick --no-write  # a crop of nuclei.tif, one level
+    python benchmarks/quality_3d.py --model-3d runs/NAME --no-bm4d --no-write  # a candidate
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a crop of nuclei.tif, mid level")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--model-3d", default="unet-wne-3d", help="name or model folder")
+    parser.add_argument(
+        "--no-bm4d", action="store_true", help="skip the BM4D row (most of the run's time)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     methods = dict(METHODS)
@@ -84,7 +88,7 @@ def main() -> None:
             "noisy input": scores(noisy, clean)[0],
             "3-D blur oracle": scores(best_blur(noisy, clean, BLUR_SIGMAS), clean)[0],
         }
-        if bm3d_package() is not None and not args.quick:
+        if bm3d_package() is not None and not (args.quick or args.no_bm4d):
             start = time.perf_counter()
             row["BM4D, oracle (noise curve from the clean volume)"] = scores(
                 bm4d_oracle(noisy, clean), clean
