@@ -1,7 +1,7 @@
 """The classical methods every quality table scores next to the models.
 
 - Gaussian blurs: one of 1 px, and one whose sigma is picked per image with the clean
-  image's help (an upper bound for any blur).
+  image's help (on a grid, then refined to 0.01 px: an upper bound for any Gaussian blur).
 - scikit-image's non-local means, with the noise sigma estimated from the image.
 - BM3D (the `bm3d` package of the `bench` extra; None without it), twice:
   - *blind*: white noise of the sigma `estimate_sigma` reads off the image, as a user
@@ -18,13 +18,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from scipy.optimize import minimize_scalar
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
-from napari_wne.metrics import scores
+from napari_wne.metrics import fitted_psnr, scores
 from napari_wne.noise_stats import variance_vs_mean
 
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -68,7 +70,35 @@ def unit(image: np.ndarray) -> np.ndarray:
 def best_blur(
     noisy: np.ndarray, clean: np.ndarray, sigmas: tuple[float, ...] = BLUR_SIGMAS
 ) -> np.ndarray:
-    return max((gaussian_filter(noisy, s) for s in sigmas), key=lambda b: scores(b, clean)[0])
+    """The Gaussian blur of `noisy` that scores best against `clean`: an oracle no user has.
+
+    The best sigma of the grid is refined between its neighbours (to 0.01 px), so the
+    oracle is as strong as a blur can be, not limited by the grid's steps.
+    """
+    grid = sorted(sigmas)
+
+    def loss(sigma: float) -> float:
+        return -fitted_psnr(gaussian_filter(noisy, sigma), clean)
+
+    best = min(range(len(grid)), key=lambda i: loss(grid[i]))
+    low = grid[best - 1] if best > 0 else grid[0] / 2
+    high = grid[best + 1] if best + 1 < len(grid) else grid[-1] * 1.5
+    found = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 0.01})
+    sigma = found.x if found.fun < loss(grid[best]) else grid[best]
+    return gaussian_filter(noisy, sigma)
+
+
+def reference_sigma(clean: np.ndarray) -> float:
+    """The noise a reference keeps of its own, on the 0..1 scale of `unit` (skimage's
+    `estimate_sigma`: an overestimate where fine detail leaks into it)."""
+    return float(estimate_sigma(unit(clean.astype(np.float64))))
+
+
+def perfect_denoiser(clean: np.ndarray) -> float:
+    """The PSNR of a result free of all noise, the reference's own included, on the scale
+    of `napari_wne.metrics.scores`: the reference's estimated noise is all its error."""
+    sigma = reference_sigma(clean)
+    return 10 * math.log10(1.0 / sigma**2) if sigma > 0 else math.inf
 
 
 def non_local_means(noisy: np.ndarray) -> np.ndarray:

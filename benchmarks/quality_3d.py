@@ -8,8 +8,8 @@ Test volumes (never trained on by the 3-D run; docs/training.md has the split):
 
 White (uncorrelated) noise: a Z-stack's planes are separate exposures. Each method runs
 through `napari_wne.denoise` as a user would (default tiling and precision), timed. The
-blur oracle is a 3-D Gaussian with the best of several sigmas per volume, chosen on the
-clean volume (so no real method can pick it); the BM4D oracle (with the `bench` extra;
+blur oracle is a 3-D Gaussian with the best sigma per volume (a grid, refined to 0.01 px),
+chosen on the clean volume (so no real method can pick it); the BM4D oracle (with the `bench` extra;
 slow: about 45 minutes of one core for the whole table) is told the noise's
 variance-vs-mean line by the clean volume (`_baselines.py`).
 

@@ -2,11 +2,11 @@
 
 On the real noisy/clean pairs (W2S widefield single captures vs 400-frame averages, FMD
 confocal raw vs averaged), it scores the noisy input, a Gaussian blur of 1 pixel and one
-whose sigma is chosen per image with the clean image's help (an upper bound for any
-blur), scikit-image's non-local means (noise sigma estimated from the image, the usual
-h = 0.8 sigma), BM3D blind and as an oracle (`_baselines.py`; with the `bench` extra),
-every model named (default: every shipped model), and the default with test-time
-augmentation, each with its seconds per image. Scores after the gain fit of
+whose sigma is chosen per image with the clean image's help, refined to 0.01 px (an upper
+bound for any Gaussian blur), scikit-image's non-local means (noise sigma estimated from
+the image, the usual h = 0.8 sigma), BM3D blind and as an oracle (`_baselines.py`; with
+the `bench` extra), every model named (default: every shipped model), and the default with
+test-time augmentation, each with its seconds per image. Scores after the gain fit of
 `napari_wne.metrics`; the W2S pair the models validated on is left out. It also draws
 centre crops of each result (docs/images/microscopy_crops.png).
 
@@ -169,7 +169,8 @@ def main() -> None:
             f" ({machine(torch.device('cpu'))}; {time.perf_counter() - start:.0f} s). Means "
             "over the images of each set, after the gain fit of `napari_wne.metrics`; the "
             "W2S pair the default model validated on (010_0) is left out. The blur's sigma "
-            "is picked per image with the clean image's help (an upper bound for a blur); "
+            "is picked per image with the clean image's help, refined to 0.01 px (an upper "
+            "bound for a Gaussian blur); "
             "the BM3D oracle is told the noise's variance-vs-mean line (stabilized by the "
             "generalized Anscombe transform) and its spectrum by the clean image, another "
             "upper bound (`benchmarks/_baselines.py`). TTA: the 8 flips and quarter turns, "

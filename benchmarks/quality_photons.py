@@ -25,7 +25,6 @@ what it costs where the noise is strong.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import warnings
 from datetime import date
@@ -33,6 +32,7 @@ from datetime import date
 import numpy as np
 import torch
 
+from _baselines import perfect_denoiser
 from _data import clean_references, correlated_camera, under_camera, white_camera
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
@@ -44,16 +44,6 @@ SEED = 5
 PERFECT = "perfect denoiser (at least; estimated)"
 STRENGTHS = (0.7,)
 """`auto` again at these strengths (`napari_wne.strength`): part of the input given back."""
-
-
-def perfect_denoiser(clean: np.ndarray) -> float:
-    """The PSNR of a result free of all noise, the reference's own included, on the scale
-    of `napari_wne.metrics.scores`: the reference's estimated noise is all its error."""
-    from skimage.restoration import estimate_sigma
-
-    low, high = np.percentile(clean.astype(np.float64), [0.1, 99.9])
-    sigma = float(estimate_sigma((clean - low) / ((high - low) or 1.0)))
-    return 10 * math.log10(1.0 / sigma**2) if sigma > 0 else math.inf
 
 
 def sweep(

@@ -30,6 +30,7 @@ SCRIPTS = (
     "quality_tta.py",
     "quality_routing.py",
     "quality_3d.py",
+    "quality_reference_noise.py",
     "quality_photons.py",
 )
 

@@ -70,3 +70,24 @@ def test_the_bm3d_oracle_stabilizes_photon_noise_and_follows_its_spectrum(monkey
     # the inverse is the algebraic one but for the bias correction: gain / 4 here
     z = np.linspace(5, 40, 8)
     assert np.allclose(unstabilize(stabilize(z, 2.0, 3.0), 2.0, 3.0), z + 0.5, atol=1e-9)
+
+
+def test_the_blur_oracle_finds_the_best_sigma_between_the_grids_steps(monkeypatch):
+    """The blur oracle of the quality tables is the best Gaussian blur, not the best of a
+    few: its sigma is refined between grid steps, so a model that beats it beats them all."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from _baselines import best_blur
+    from napari_wne.metrics import fitted_psnr
+
+    rng = np.random.default_rng(2)
+    clean = gaussian_filter(rng.random((128, 128)), 1.0)
+    noisy = clean + rng.normal(0, 0.3 * clean.std(), clean.shape)
+    grid = (0.5, 1.0, 2.0)
+    on_grid = {s: fitted_psnr(gaussian_filter(noisy, s), clean) for s in grid}
+    fine = {s: fitted_psnr(gaussian_filter(noisy, s), clean) for s in np.arange(0.3, 2.5, 0.01)}
+    found = fitted_psnr(best_blur(noisy, clean, grid), clean)
+    assert found > max(on_grid.values()) + 0.01  # the optimum lies between grid steps
+    assert found == pytest.approx(max(fine.values()), abs=0.01)

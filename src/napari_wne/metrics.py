@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-__all__ = ["fit_to", "psnr", "scores"]
+__all__ = ["fit_to", "fitted_psnr", "psnr", "scores"]
 
 
 def psnr(prediction: np.ndarray, clean: np.ndarray) -> float:
@@ -37,14 +37,28 @@ def fit_to(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     return alpha * prediction.astype(np.float64) + beta
 
 
+def _fitted(prediction: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the fitted prediction, the clean image mapped to [0, 1]): the rule above."""
+    clean = clean.astype(np.float64)
+    low, high = np.percentile(clean, [0.1, 99.9])
+    reference = (clean - low) / ((high - low) or 1.0)
+    return fit_to(prediction, reference), reference
+
+
+def _unit_psnr(fitted: np.ndarray, reference: np.ndarray) -> float:
+    mse = float(np.mean((fitted - reference) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def fitted_psnr(prediction: np.ndarray, clean: np.ndarray) -> float:
+    """The PSNR of `scores` alone, without the SSIM: for searches that score many candidates."""
+    return _unit_psnr(*_fitted(prediction, clean))
+
+
 def scores(prediction: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """(PSNR in dB, SSIM) of `prediction` against `clean` after the gain fit above."""
     from skimage.metrics import structural_similarity
 
-    clean = clean.astype(np.float64)
-    low, high = np.percentile(clean, [0.1, 99.9])
-    reference = (clean - low) / ((high - low) or 1.0)
-    fitted = fit_to(prediction, reference)
-    mse = float(np.mean((fitted - reference) ** 2))
-    value = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-    return value, float(structural_similarity(fitted, reference, data_range=1.0))
+    fitted, reference = _fitted(prediction, clean)
+    ssim = structural_similarity(fitted, reference, data_range=1.0)
+    return _unit_psnr(fitted, reference), float(ssim)
