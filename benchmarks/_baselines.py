@@ -30,6 +30,8 @@ from napari_wne.metrics import fitted_psnr, scores
 from napari_wne.noise_stats import variance_vs_mean
 
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+MIN_BLUR_SIGMA, MAX_BLUR_SIGMA = 0.1, 64.0
+"""The blur oracle's search stops here: a narrower blur is the input, a wider one a mean."""
 BM3D_BLIND = "BM3D (bm3d package; sigma estimated, white)"
 BM3D_ORACLE = "BM3D, oracle (noise curve and spectrum from the clean image)"
 """The two BM3D rows' names, the same in every table."""
@@ -72,19 +74,28 @@ def best_blur(
 ) -> np.ndarray:
     """The Gaussian blur of `noisy` that scores best against `clean`: an oracle no user has.
 
-    The best sigma of the grid is refined between its neighbours (to 0.01 px), so the
-    oracle is as strong as a blur can be, not limited by the grid's steps.
+    The grid is extended by steps of 1.5x while its best sigma is at either end (strong
+    noise wants far wider blurs than weak noise), and the best sigma is then refined
+    between its neighbours to 0.01 px: the oracle is as strong as a Gaussian blur can be,
+    not limited by the grid.
     """
     grid = sorted(sigmas)
-
-    def loss(sigma: float) -> float:
-        return -fitted_psnr(gaussian_filter(noisy, sigma), clean)
-
-    best = min(range(len(grid)), key=lambda i: loss(grid[i]))
-    low = grid[best - 1] if best > 0 else grid[0] / 2
-    high = grid[best + 1] if best + 1 < len(grid) else grid[-1] * 1.5
-    found = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 0.01})
-    sigma = found.x if found.fun < loss(grid[best]) else grid[best]
+    score = {s: fitted_psnr(gaussian_filter(noisy, s), clean) for s in grid}
+    while max(score, key=score.get) == grid[-1] and grid[-1] < MAX_BLUR_SIGMA:
+        grid.append(grid[-1] * 1.5)
+        score[grid[-1]] = fitted_psnr(gaussian_filter(noisy, grid[-1]), clean)
+    while max(score, key=score.get) == grid[0] and grid[0] > MIN_BLUR_SIGMA:
+        grid.insert(0, grid[0] / 1.5)
+        score[grid[0]] = fitted_psnr(gaussian_filter(noisy, grid[0]), clean)
+    best = grid.index(max(score, key=score.get))
+    bounds = (grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)])
+    found = minimize_scalar(
+        lambda s: -fitted_psnr(gaussian_filter(noisy, s), clean),
+        bounds=bounds,
+        method="bounded",
+        options={"xatol": 0.01},
+    )
+    sigma = found.x if -found.fun > score[grid[best]] else grid[best]
     return gaussian_filter(noisy, sigma)
 
 

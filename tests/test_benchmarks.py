@@ -91,3 +91,21 @@ def test_the_blur_oracle_finds_the_best_sigma_between_the_grids_steps(monkeypatc
     found = fitted_psnr(best_blur(noisy, clean, grid), clean)
     assert found > max(on_grid.values()) + 0.01  # the optimum lies between grid steps
     assert found == pytest.approx(max(fine.values()), abs=0.01)
+
+
+def test_the_blur_oracle_looks_past_the_grids_end_for_strong_noise(monkeypatch):
+    """Strong noise on a smooth scene wants a blur far wider than the grid's widest."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from _baselines import best_blur
+    from napari_wne.metrics import fitted_psnr
+
+    rng = np.random.default_rng(3)
+    clean = gaussian_filter(rng.random((128, 128)), 6.0)
+    noisy = clean + rng.normal(0, 3 * clean.std(), clean.shape)
+    fine = {s: fitted_psnr(gaussian_filter(noisy, s), clean) for s in np.arange(1, 12, 0.05)}
+    assert max(fine, key=fine.get) > 3  # the optimum is past the grid below
+    found = fitted_psnr(best_blur(noisy, clean, (0.5, 1.0)), clean)
+    assert found == pytest.approx(max(fine.values()), abs=0.01)
