@@ -1,7 +1,8 @@
 """The classical methods every quality table scores next to the models.
 
 - Gaussian blurs: one of 1 px, and one whose sigma is picked per image with the clean
-  image's help (on a grid, then refined to 0.01 px: an upper bound for any Gaussian blur).
+  image's help (on a grid widened while its best sigma is at an end, then refined to
+  0.01 px: an upper bound for any Gaussian blur).
 - scikit-image's non-local means, with the noise sigma estimated from the image.
 - BM3D (the `bm3d` package of the `bench` extra; None without it), twice:
   - *blind*: white noise of the sigma `estimate_sigma` reads off the image, as a user
