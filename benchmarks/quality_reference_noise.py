@@ -106,7 +106,7 @@ def main() -> None:
             "",
             f"Measured {date.today().isoformat()} with "
             f"`python benchmarks/quality_reference_noise.py` ({machine(torch.device('cpu'))})."
-            " The three held-out 3-D phantoms of the table above, given white noise of the "
+            " The three held-out 3-D phantoms of the 3-D table, given white noise of the "
             f"level `estimate_sigma` reads off `nuclei.tif` ({sigma:.4f} of its 0.1-99.9 "
             "percentile range) to make a noisy reference, under the same camera at the same "
             "three levels; each method scored against the phantom itself (the truth) and "
