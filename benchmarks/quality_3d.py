@@ -49,15 +49,24 @@ METHODS = {
 }
 
 
+def nuclei_volume() -> np.ndarray:
+    """cells3d's `nuclei.tif`, scaled by its 0.1/99.9 percentiles."""
+    return normalize_intensity(read_image(NUCLEI), "percentile")
+
+
+def held_out_phantoms(count: int = 3, shape: tuple[int, int, int] = (32, 128, 128)) -> list:
+    """The held-out 3-D phantoms (a seed no training run used)."""
+    return phantom_set(count, shape, seed=TEST_PHANTOM_SEED, axial_ratio=(1.5, 4.0))
+
+
 def volumes(quick: bool) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     """(set, level, noisy, clean) float32 volumes, seeded."""
-    nuclei = normalize_intensity(read_image(NUCLEI), "percentile")
+    nuclei = nuclei_volume()
     if quick:  # a smoke run: the central 24x128x128 of it
         nuclei = nuclei[18:42, 64:192, 64:192]
     clean = [("cells3d nuclei", nuclei)]
     if not quick:
-        test = phantom_set(3, (32, 128, 128), seed=TEST_PHANTOM_SEED, axial_ratio=(1.5, 4.0))
-        clean += [("3-D phantoms", v) for v in test]
+        clean += [("3-D phantoms", v) for v in held_out_phantoms()]
     levels = {"mid": LEVELS["mid"]} if quick else LEVELS
     cases = []
     for i, (name, volume) in enumerate(clean):

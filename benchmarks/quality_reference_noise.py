@@ -12,7 +12,7 @@ three levels, and scores every method twice: against the phantom as it is (the t
 against the noisy phantom (as `nuclei.tif` is scored). The blur oracle picks its sigma on
 the reference it is scored against, so it is the best blur in each column.
 
-    python benchmarks/quality_reference_noise.py             # ~3 min; docs/results.md
+    python benchmarks/quality_reference_noise.py             # ~5 min; docs/results.md
     python benchmarks/quality_reference_noise.py --no-write
     python benchmarks/quality_reference_noise.py --quick  # one small phantom, mid; no write
 """
@@ -32,10 +32,8 @@ from _data import white_camera
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
 from napari_wne.camera import simulate_camera
-from napari_wne.datasets import normalize_intensity, read_image
 from napari_wne.metrics import scores
-from napari_wne.phantoms import phantom_set
-from quality_3d import BLUR_SIGMAS, LEVELS, METHODS, NUCLEI, TEST_PHANTOM_SEED
+from quality_3d import BLUR_SIGMAS, LEVELS, METHODS, held_out_phantoms, nuclei_volume
 
 REFERENCES = ("truth", "noisy reference")
 INPUT, BLUR, PERFECT = "noisy input", "3-D blur oracle", "perfect denoiser"
@@ -70,9 +68,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one small phantom, mid level")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
-    sigma = reference_sigma(normalize_intensity(read_image(NUCLEI), "percentile"))
-    count, shape = (1, (16, 64, 64)) if args.quick else (3, (32, 128, 128))
-    phantoms = phantom_set(count, shape, seed=TEST_PHANTOM_SEED, axial_ratio=(1.5, 4.0))
+    sigma = reference_sigma(nuclei_volume())
+    phantoms = held_out_phantoms(1, (16, 64, 64)) if args.quick else held_out_phantoms()
     levels = {"mid": LEVELS["mid"]} if args.quick else LEVELS
     table: dict[tuple[str, str, str], list[float]] = {}
     for i, phantom in enumerate(phantoms):
