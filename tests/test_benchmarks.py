@@ -109,3 +109,29 @@ def test_the_blur_oracle_looks_past_the_grids_end_for_strong_noise(monkeypatch):
     assert max(fine, key=fine.get) > 3  # the optimum is past the grid below
     found = fitted_psnr(best_blur(noisy, clean, (0.5, 1.0)), clean)
     assert found == pytest.approx(max(fine.values()), abs=0.01)
+
+
+def test_a_stored_baseline_score_is_reused_only_for_the_same_inputs(monkeypatch, tmp_path):
+    """A slow baseline runs once per distinct input; other data, or `refresh`, reruns it."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _cache
+
+    monkeypatch.setattr(_cache, "STORE", tmp_path / "scores.json")
+    calls = []
+
+    def compute(value: float):
+        return lambda: calls.append(value) or value
+
+    noisy, clean = np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32)
+    first = _cache.cached_score("m", "numpy", (noisy, clean), compute(1.0), "here")
+    again = _cache.cached_score("m", "numpy", (noisy, clean), compute(2.0), "here")
+    assert first[0] == again[0] == 1.0 and calls == [1.0]
+    assert first[1] == again[1]  # the time measured when it was computed
+    changed = noisy.copy()
+    changed[0, 0] = 1e-6
+    assert _cache.cached_score("m", "numpy", (changed, clean), compute(3.0), "here")[0] == 3.0
+    assert _cache.cached_score("m", "numpy", (noisy, clean), compute(4.0), "here", True)[0] == 4.0
+    assert _cache.cached_score("m", "numpy", (noisy, clean), compute(5.0), "here")[0] == 4.0
+    assert calls == [1.0, 3.0, 4.0]
