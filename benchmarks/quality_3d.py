@@ -15,7 +15,7 @@ variance-vs-mean line by the clean volume (`_baselines.py`). Its scores and time
 kept in `baseline_scores.json` (`_cache.py`) and reused while the volumes hash the same,
 so scoring a new model takes minutes; `--refresh` recomputes them.
 
-    python benchmarks/quality_3d.py                     # writes docs/results.md
+    python benchmarks/quality_3d.py --tta               # writes docs/results.md
     python benchmarks/quality_3d.py --quick --no-write  # a crop of nuclei.tif, one level
     python benchmarks/quality_3d.py --model-3d runs/NAME --no-bm4d --no-write  # a candidate
 """
@@ -48,9 +48,10 @@ TEST_PHANTOM_SEED = 2
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 BM4D = "BM4D, oracle (noise curve from the clean volume)"
 METHODS = {
-    "`unet-wne`, plane by plane": ("unet-wne", "planes"),
-    "`unet-wne-3d`, in 3-D": ("unet-wne-3d", "volumes"),
+    "`unet-wne`, plane by plane": ("unet-wne", "planes", False),
+    "`unet-wne-3d`, in 3-D": ("unet-wne-3d", "volumes", False),
 }
+TTA_ROW = "`unet-wne-3d`, in 3-D, TTA (8 flips and turns of YX)"
 
 
 def nuclei_volume() -> np.ndarray:
@@ -90,13 +91,16 @@ def main() -> None:
     parser.add_argument(
         "--no-bm4d", action="store_true", help="skip the BM4D row (most of the run's time)"
     )
+    parser.add_argument("--tta", action="store_true", help="add the 3-D model with TTA (8x)")
     parser.add_argument(
         "--refresh", action="store_true", help="recompute BM4D even where its score is stored"
     )
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     methods = dict(METHODS)
-    methods["`unet-wne-3d`, in 3-D"] = (args.model_3d, "volumes")
+    methods["`unet-wne-3d`, in 3-D"] = (args.model_3d, "volumes", False)
+    if args.tta:
+        methods[TTA_ROW] = (args.model_3d, "volumes", True)
     psnr: dict[tuple[str, str, str], list[float]] = {}
     rate: dict[str, list[float]] = {}
     for name, level, noisy, clean in volumes(args.quick):
@@ -114,9 +118,9 @@ def main() -> None:
                 refresh=args.refresh,
             )
             rate.setdefault(BM4D, []).append(noisy.size / seconds / 1e3)
-        for label, (model, instances) in methods.items():
+        for label, (model, instances, tta) in methods.items():
             start = time.perf_counter()
-            out = denoise(noisy, model, axes="ZYX", instances=instances, verbose=False)
+            out = denoise(noisy, model, axes="ZYX", instances=instances, tta=tta, verbose=False)
             seconds = time.perf_counter() - start
             row[label] = scores(out, clean)[0]
             rate.setdefault(label, []).append(noisy.size / seconds / 1e3)
@@ -139,7 +143,8 @@ def main() -> None:
         [
             "## 3-D: a volumetric model against plane-by-plane",
             "",
-            f"Measured {date.today().isoformat()} with `python benchmarks/quality_3d.py` "
+            f"Measured {date.today().isoformat()} with `python benchmarks/quality_3d.py"
+            f"{' --tta' if args.tta else ''}` "
             f"({machine(torch.device('cpu'))}). PSNR in dB after the gain fit of "
             "`napari_wne.metrics`; white Poisson-Gaussian noise at 100 (low), 20 (mid) and "
             "5 (high) photons at the clean volume's 99.9th percentile, 1.5 e- read noise. "
