@@ -15,7 +15,8 @@ variance-vs-mean line by the clean volume (`_baselines.py`). Its scores and time
 kept in `baseline_scores.json` (`_cache.py`) and reused while the volumes hash the same,
 so scoring a new model takes minutes; `--refresh` recomputes them.
 
-    python benchmarks/quality_3d.py --tta               # writes docs/results.md
+    python benchmarks/quality_3d.py                     # writes docs/results.md
+    python benchmarks/quality_3d.py --tta --no-write    # also the 3-D model with TTA (8x)
     python benchmarks/quality_3d.py --quick --no-write  # a crop of nuclei.tif, one level
     python benchmarks/quality_3d.py --model-3d runs/NAME --no-bm4d --no-write  # a candidate
 """
