@@ -50,8 +50,8 @@ def with_reference_noise(phantom: np.ndarray, sigma: float, seed: int) -> np.nda
 def score_case(noisy: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> dict:
     """{(method, reference name): PSNR} for one noisy volume."""
     outputs = {
-        label: denoise(noisy, model, axes="ZYX", instances=instances, verbose=False)
-        for label, (model, instances) in METHODS.items()
+        label: denoise(noisy, model, axes="ZYX", instances=instances, tta=tta, verbose=False)
+        for label, (model, instances, tta) in METHODS.items()
     }
     row = {(PERFECT, REFERENCES[1]): scores(truth, reference)[0]}
     for name, target in zip(REFERENCES, (truth, reference), strict=True):
