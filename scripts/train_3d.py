@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         LOSS.option, choices=LOSS.values, default=LOSS.default, help=LOSS.help,
     )  # fmt: skip
+    parser.add_argument(
+        "--average", type=float, default=None, metavar="DECAY",
+        help="validate and export a moving average of the weights with this decay (0.999)",
+    )  # fmt: skip
     parser.add_argument("--patch", type=int, nargs=3, default=(12, 48, 48))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--phantoms", type=int, default=PHANTOMS)
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         validate_every=250,
         threads=args.threads,
         init_weights=str(start_weights(args.output_dir, args.init)),
+        average_decay=args.average,
         data=(f"phantoms:{args.phantoms}x{PHANTOM_SHAPE} axial {AXIAL_RATIO}",),
     )
 

@@ -151,6 +151,8 @@ def log_every(steps: int) -> Callable[[TrainProgress], None]:
     def report(p: TrainProgress) -> None:
         if p.val_psnr is not None or p.step % steps == 0:
             val = "" if p.val_psnr is None else f" val {p.val_psnr:.3f} dB"
+            if p.last_val_psnr is not None:
+                val += f" (last weights {p.last_val_psnr:.3f} dB)"
             print(
                 f"step {p.step}/{p.steps} loss {p.loss:.4g} lr {p.lr:.2g} "
                 f"{p.seconds / 60:.1f} min{val}",

@@ -53,6 +53,7 @@ from .run_folder import (
     read_checkpoint,
     save_checkpoint,
 )
+from .weight_average import moving_average
 from .wne import WNE
 
 __all__ = [
@@ -113,6 +114,9 @@ class TrainConfig:
     device: str = "auto"
     init_weights: str | None = None
     """Start from these backbone weights (fine-tuning) instead of a random initialization."""
+    average_decay: float | None = None
+    """Validate and export a moving average of the weights, updated with this decay after
+    every step (`napari_wne.weight_average`), instead of the last weights."""
     data: tuple[str, ...] = ()
     """Where the training data came from (recorded, and checked on resume)."""
 
@@ -159,6 +163,8 @@ class TrainProgress:
     """Mean validation PSNR in dB, on the steps where it was measured."""
     checkpoint: bool = False
     """Whether a checkpoint was written after this step."""
+    last_val_psnr: float | None = None
+    """With `average_decay`: the last (not averaged) weights' validation PSNR."""
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -302,12 +308,15 @@ def train(
         if config.init_weights:
             _load_into(backbone, load_weights(config.init_weights), config.init_weights)
         model.to(device).train()
+        decay = config.average_decay
+        averaged = None if decay is None else moving_average(model, decay)
+        exported = model if averaged is None else averaged.module
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         scheduler = _make_scheduler(config, optimizer)
         rng = np.random.default_rng(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
         step, elapsed, val_psnr = 0, 0.0, None
-        best = BestWeights(held_out, model) if held_out is not None else None
+        best = BestWeights(held_out, exported) if held_out is not None else None
         if checkpoint_path.is_file():
             saved = read_checkpoint(checkpoint_path)
             check_same_settings(
@@ -318,6 +327,8 @@ def train(
                 out_dir,
             )
             model.load_state_dict(saved["model"])
+            if averaged is not None:
+                averaged.load_state_dict(saved["averaged"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             rng.bit_generator.state = json.loads(saved["numpy_rng"])
@@ -339,6 +350,7 @@ def train(
                 "seconds": elapsed,
                 "val_psnr": val_psnr,
                 "model": model.state_dict(),
+                "averaged": None if averaged is None else averaged.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "numpy_rng": json.dumps(rng.bit_generator.state),
@@ -359,16 +371,20 @@ def train(
                     loss = _loss(model(inputs), targets, a, index, config.loss)
                     loss.backward()
                     optimizer.step()
+                    if averaged is not None:
+                        averaged.update_parameters(model)
                     lr = optimizer.param_groups[0]["lr"]
                     scheduler.step()
                     step += 1
                     loss_value = loss.item()  # waits for the GPU, so the time below is true
                     in_step = False
                     elapsed += time.perf_counter() - began
-                    measured = None
+                    measured = last = None
                     if validation and (step % config.validate_every == 0 or step == config.steps):
-                        measured = _validate(model, validation, config.spatial_dims, device)
+                        measured = _validate(exported, validation, config.spatial_dims, device)
                         val_psnr = measured
+                        if averaged is not None:
+                            last = _validate(model, validation, config.spatial_dims, device)
                     if best is not None and (
                         step % config.validate_every == 0 or step == config.steps
                     ):
@@ -378,17 +394,8 @@ def train(
                     if saving:
                         checkpoint()
                     if progress is not None:
-                        report = TrainProgress(
-                            step,
-                            config.steps,
-                            start_step,
-                            loss_value,
-                            lr,
-                            elapsed,
-                            measured,
-                            saving,
-                        )
-                        progress(report)
+                        report = (step, config.steps, start_step, loss_value, lr, elapsed)
+                        progress(TrainProgress(*report, measured, saving, last))
                     if stop_requested():
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
@@ -396,10 +403,11 @@ def train(
                     checkpoint()
                 raise
         if best is not None:
-            model.load_state_dict(best.weights)
+            exported.load_state_dict(best.weights)
         summary = None if best is None else best.summary()
         scores = {"final_val_psnr": val_psnr, "val_input_psnr": _input_psnr(validation)}
-        export_model(out_dir, model, backbone, config.to_dict(), elapsed, scores, device, summary)
+        kept = exported.backbone if isinstance(exported, WNE) else exported
+        export_model(out_dir, exported, kept, config.to_dict(), elapsed, scores, device, summary)
         return out_dir
     finally:
         torch.set_num_threads(threads_before)

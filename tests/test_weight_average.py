@@ -1,0 +1,101 @@
+"""`TrainConfig.average_decay`: validate and export a moving average of the weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from napari_wne import build_backbone
+from napari_wne.datasets import NoiseConfig
+from napari_wne.model_io import load_weights, save_weights
+from napari_wne.training import TrainConfig, train
+
+TINY = {"widths": (8, 16), "blocks": 1}
+
+
+def _images() -> list:
+    grid = torch.linspace(0, 6.28, 48)
+    return [(0.5 + 0.4 * torch.sin(k * grid[:, None] + grid)).numpy() for k in (1, 2, 3)]
+
+
+@pytest.fixture
+def start(tmp_path):
+    """Known starting weights, so the average's first term is known."""
+    torch.manual_seed(3)
+    path = tmp_path / "start.safetensors"
+    save_weights(build_backbone("unet", spatial_dims=2, **TINY).state_dict(), path)
+    return path
+
+
+def _config(tmp_path, start, name: str, **overrides) -> TrainConfig:
+    settings = {
+        "output_dir": tmp_path / name,
+        "backbone_kwargs": TINY,
+        "patch_size": 32,
+        "batch_size": 2,
+        "steps": 2,
+        "lr": 1e-2,
+        "schedule": "constant",
+        "checkpoint_every": 1,
+        "validate_every": 1,
+        "threads": 1,
+        "device": "cpu",
+        "init_weights": str(start),
+        "noise": NoiseConfig(kind="fixed", sigma_255=50, jitter=False),
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_the_exported_weights_are_the_moving_average_from_the_start(tmp_path, start):
+    images = _images()
+    w0 = load_weights(start)
+    w1 = load_weights(train(_config(tmp_path, start, "one", steps=1), clean_images=images)
+                      / "model.safetensors")  # fmt: skip
+    w2 = load_weights(train(_config(tmp_path, start, "two"), clean_images=images)
+                      / "model.safetensors")  # fmt: skip
+    averaged = train(_config(tmp_path, start, "avg", average_decay=0.5), clean_images=images)
+    got = load_weights(averaged / "model.safetensors")
+    assert got.keys() == w2.keys()
+    moved = [k for k in got if not torch.equal(w1[k], w2[k])]
+    assert moved  # the steps changed the weights, so the check below means something
+    for key in got:
+        expected = 0.25 * w0[key] + 0.25 * w1[key] + 0.5 * w2[key]
+        torch.testing.assert_close(got[key], expected, rtol=0, atol=1e-6)
+
+
+def test_validation_scores_the_average_and_reports_the_last_weights_too(tmp_path, start):
+    images = _images()
+    pairs = [(images[0] + 0.1 * torch.randn(48, 48).numpy(), images[0])]
+    seen = []
+    config = _config(tmp_path, start, "avg", steps=3, average_decay=0.9)
+    out = train(config, clean_images=images, validation=pairs, progress=seen.append)
+    assert all(p.val_psnr is not None and p.last_val_psnr is not None for p in seen)
+    assert any(p.val_psnr != p.last_val_psnr for p in seen)
+    card = json.loads((out / "model.json").read_text())
+    assert card["final_val_psnr"] == seen[-1].val_psnr
+
+
+def test_an_averaged_run_resumes_to_the_same_weights(tmp_path, start):
+    images = _images()
+    whole = train(_config(tmp_path, start, "whole", steps=4, average_decay=0.7),
+                  clean_images=images)  # fmt: skip
+    config = _config(tmp_path, start, "cut", steps=4, average_decay=0.7)
+
+    def stop(p):
+        if p.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, clean_images=images, progress=stop)
+    resumed = load_weights(train(config, clean_images=images) / "model.safetensors")
+    expected = load_weights(whole / "model.safetensors")
+    for key in expected:
+        torch.testing.assert_close(resumed[key], expected[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1])
+def test_a_decay_outside_0_to_1_is_a_clear_error(tmp_path, start, decay):
+    with pytest.raises(ValueError, match="average_decay"):
+        train(_config(tmp_path, start, "bad", average_decay=decay), clean_images=_images())
