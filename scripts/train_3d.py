@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from train_campaign import log_every
+from train_campaign import add_average_option, log_every
 
 from napari_wne.camera import CameraNoise
 from napari_wne.datasets import NoiseConfig
@@ -91,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         LOSS.option, choices=LOSS.values, default=LOSS.default, help=LOSS.help,
     )  # fmt: skip
-    parser.add_argument(
-        "--average", type=float, default=None, metavar="DECAY",
-        help="validate and export a moving average of the weights with this decay (0.999)",
-    )  # fmt: skip
+    add_average_option(parser)
     parser.add_argument("--patch", type=int, nargs=3, default=(12, 48, 48))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--phantoms", type=int, default=PHANTOMS)

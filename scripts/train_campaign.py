@@ -162,6 +162,15 @@ def log_every(steps: int) -> Callable[[TrainProgress], None]:
     return report
 
 
+def add_average_option(parser: argparse.ArgumentParser) -> None:
+    """`--average DECAY`, shared with `train_3d.py`: `TrainConfig.average_decay`."""
+    parser.add_argument(
+        "--average", type=float, default=None, metavar="DECAY",
+        help="validate, select and export a moving average of the weights with this decay "
+        "(0.999) instead of the last weights",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", type=Path)
@@ -229,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--w2s-repeats", type=int, default=20, help="copies of that crop in the pool"
     )
+    add_average_option(parser)
     args = parser.parse_args(argv)
 
     files = TRAIN_FILES[1:] if args.no_natural else TRAIN_FILES
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         validate_every=500,
         threads=args.threads,
         init_weights=init,
+        average_decay=args.average,
         data=(*(str(p) for p in files), f"phantoms:{args.phantoms}x{PHANTOM_SHAPE}"),
     )
 
