@@ -11,12 +11,9 @@ Three modes:
   masked neighbourhood, its minimizer is the clean image. `train` can stop early on a
   held-out loss and keep the best weights (`napari_wne.adaptation` uses both).
 
-The loss is the MSE in raw pixel space (as in the paper), divided by ``a**2`` when the
-intensity jitter scaled a patch by ``a``; or, with ``loss="log-mse"``, the mean over patches
-of that MSE's logarithm. A plain mean is ruled by the noisiest patches (a patch at 10
-photons weighs a hundred times one at 1,000), so the network learns to smooth and barely
-cares what it does to clean, detailed patches; the logarithm gives every patch the same
-weight in decibels, as a PSNR averaged over images does. A rerun with the same settings
+The loss is the patch MSE in raw pixel space or its mean in decibels (`napari_wne.losses`).
+With `average_decay`, a moving average of the weights is validated, selected and exported
+(`napari_wne.weight_average`). A rerun with the same settings
 resumes from the run folder's checkpoint (`napari_wne.run_folder`) and ends with the same
 weights as an uninterrupted run; `denoise(model=FOLDER)` loads the model it exports.
 """
@@ -41,6 +38,7 @@ from .blind_spot import Replacement, blind_spot_mask
 from .datasets import NoiseConfig, PatchSampler, jitter_intensity, synthesize_noise
 from .devices import resolve_device
 from .early_stopping import BestWeights
+from .losses import patch_loss
 from .metrics import psnr
 from .model_io import _load_into, load_weights
 from .modes import LOSS, Loss
@@ -214,30 +212,6 @@ class _Batches:
         return masked, noisy, a.float(), index
 
 
-LOG_MSE_FLOOR = 1e-6
-"""Added to each patch's MSE before the log: a patch past 60 dB (on the 0-1 scale before
-the jitter) stops pulling, so a few flat, noiseless patches cannot dominate a batch."""
-
-
-def _loss(
-    out: torch.Tensor,
-    target: torch.Tensor,
-    a: torch.Tensor,
-    index: torch.Tensor | None,
-    kind: Loss = "mse",
-) -> torch.Tensor:
-    """MSE per patch (only at masked pixels for n2v), divided by a**2; averaged, or for
-    "log-mse" its logarithms averaged."""
-    n, c = out.shape[:2]
-    diff = (out - target).reshape(n, c, -1)
-    if index is not None:
-        diff = diff.gather(2, index[:, None].expand(n, c, index.shape[1]))
-    per_patch = diff.square().mean(dim=(1, 2)) / a.to(out.device).square()
-    if kind == "log-mse":
-        return torch.log(per_patch + LOG_MSE_FLOOR).mean()
-    return per_patch.mean()
-
-
 @torch.no_grad()
 def _validate(
     model: nn.Module, pairs: Sequence[Pair], spatial_dims: int, device: torch.device
@@ -368,7 +342,7 @@ def train(
                     inputs, targets = inputs.to(device), targets.to(device)
                     index = None if index is None else index.to(device)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = _loss(model(inputs), targets, a, index, config.loss)
+                    loss = patch_loss(model(inputs), targets, a, index, config.loss)
                     loss.backward()
                     optimizer.step()
                     if averaged is not None:
