@@ -91,9 +91,14 @@ def card_lines(card: dict) -> list[str]:
         + "".join(f", {k} {v}" for k, v in card["backbone_kwargs"].items())
         + f"; {card['spatial_dims']}D, {config['batch_size']} patches of "
         f"{config['patch_size']} px per step.",
-        f"- **Training:** {card['mode']}, {card['steps']:,} steps of Adam (lr {config['lr']} "
-        f"{config['schedule']} to {config['lr_min']}"
+        f"- **Training:** {card['mode']}, {card['steps']:,} steps of Adam (lr {config['lr']:.3g} "
+        f"{config['schedule']} to {config['lr_min']:.3g}"
         + ("; loss: each patch's log MSE, averaged" if config.get("loss") == "log-mse" else "")
+        + (
+            f"; the shipped weights are a moving average, decay {config['average_decay']}"
+            if config.get("average_decay") is not None
+            else ""
+        )
         + f"), {card['wall_time_s'] / 3600:.2f} h on "
         f"{machine.get('gpu', machine['device'])} ({machine['processor']}, "
         f"{machine['cpu_count']} cores, {machine['torch_threads']} torch thread(s)), "

@@ -457,6 +457,22 @@ def test_cli_trains_with_the_log_mse_loss_and_the_card_says_so(tmp_path):
         main(["train", str(tmp_path / "x"), "--data", str(data), "--loss", "l1"])
 
 
+def test_cli_averages_the_weights_and_reports_both_scores(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    tifffile.imwrite(data / "0.tif", (_clean_images(1)[0] * 60000).astype(np.uint16))
+    out = tmp_path / "model"
+    args = ["train", str(out), "--data", str(data), "--val-data", str(data / "0.tif")]
+    args += ["--backbone-kwargs", json.dumps(TINY), "--patch", "32", "--batch", "2"]
+    args += ["--steps", "2", "--val-every", "2", "--threads", "1", "--device", "cpu"]
+    assert main([*args, "--average", "0.9"]) == 0
+    assert "(last weights" in capsys.readouterr().err
+    assert json.loads((out / "model.json").read_text())["config"]["average_decay"] == 0.9
+    args[1] = str(tmp_path / "other")
+    assert main([*args, "--average", "1"]) == 2  # not a decay: a clear error, no traceback
+    assert "average_decay must be in [0, 1)" in capsys.readouterr().err
+
+
 def test_cli_fine_tunes_self_supervised_from_a_trained_model(tmp_path, capsys):
     data = tmp_path / "noisy"
     data.mkdir()

@@ -125,6 +125,13 @@ def add_parser(commands) -> None:
         help="backbone settings, e.g. '{\"widths\": [16, 32, 64]}'",
     )
     sub.add_argument(
+        "--average",
+        type=float,
+        metavar="DECAY",
+        help="validate and save a moving average of the weights (e.g. 0.999: about the last "
+        "1,000 steps) instead of the last weights; steadier for long fine-tunes",
+    )
+    sub.add_argument(
         "--init",
         metavar="MODEL",
         help="start from a trained model (fine-tune): a shipped name such as unet-wne, a "
@@ -175,6 +182,7 @@ def _run_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         init_weights=str(_trained_weights(args.init)) if args.init else None,
+        average_decay=args.average,
         data=tuple(str(p.resolve()) for p in sources),
     )
     if args.mode in ("supervised", "n2v") and not args.data:
@@ -217,7 +225,8 @@ def _run_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{smoothed:.3g}", lr=f"{p.lr:.2g}", refresh=False)
         bar.update(1)
         if p.val_psnr is not None:
-            bar.write(f"step {p.step}: validation PSNR {p.val_psnr:.2f} dB", file=sys.stderr)
+            last = "" if p.last_val_psnr is None else f" (last weights {p.last_val_psnr:.2f})"
+            bar.write(f"step {p.step}: validation PSNR {p.val_psnr:.2f} dB{last}", file=sys.stderr)
 
     resume_at = checkpoint_step(args.output_dir)
     if resume_at is not None:
