@@ -471,6 +471,7 @@ def test_cli_averages_the_weights_and_reports_both_scores(tmp_path, capsys):
     args[1] = str(tmp_path / "other")
     assert main([*args, "--average", "1"]) == 2  # not a decay: a clear error, no traceback
     assert "average_decay must be in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()  # refused before any output was made
 
 
 def test_cli_fine_tunes_self_supervised_from_a_trained_model(tmp_path, capsys):

@@ -13,9 +13,9 @@ Three modes:
 
 The loss is the patch MSE in raw pixel space or its mean in decibels (`napari_wne.losses`).
 With `average_decay`, a moving average of the weights is validated, selected and exported
-(`napari_wne.weight_average`). A rerun with the same settings
-resumes from the run folder's checkpoint (`napari_wne.run_folder`) and ends with the same
-weights as an uninterrupted run; `denoise(model=FOLDER)` loads the model it exports.
+(`napari_wne.weight_average`). A rerun with the same settings resumes from the run folder's
+checkpoint (`napari_wne.run_folder`) and ends with the same weights as an uninterrupted run;
+`denoise(model=FOLDER)` loads the model it exports.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from .run_folder import (
     read_checkpoint,
     save_checkpoint,
 )
-from .weight_average import moving_average
+from .weight_average import check_decay, moving_average
 from .wne import WNE
 
 __all__ = [
@@ -133,6 +133,8 @@ class TrainConfig:
         if self.mask_radius < 0 or self.mask_replacement not in ("uniform", "median"):
             raise ValueError("mask_radius must be >= 0 and mask_replacement uniform or median")
         LOSS.check(self.loss)
+        if self.average_decay is not None:
+            check_decay(self.average_decay)
         if isinstance(self.noise, dict):
             self.noise = NoiseConfig(**_tuples(self.noise))
 

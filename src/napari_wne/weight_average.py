@@ -15,14 +15,19 @@ from __future__ import annotations
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-__all__ = ["moving_average"]
+__all__ = ["check_decay", "moving_average"]
+
+
+def check_decay(decay: float) -> None:
+    """Refuse a decay no average can use (`TrainConfig` checks it before a run starts)."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"average_decay must be in [0, 1), got {decay}")
 
 
 def moving_average(model: nn.Module, decay: float) -> AveragedModel:
     """A copy of `model` whose `update_parameters(model)`, after each step, moves every
     weight and buffer ``1 - decay`` of the way to the model's; `.module` is the average."""
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"average_decay must be in [0, 1), got {decay}")
+    check_decay(decay)
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
     averaged.update_parameters(model)  # the first update copies: start from these weights
     return averaged
