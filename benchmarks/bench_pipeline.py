@@ -10,9 +10,13 @@ computed/output voxel ratio is the cost of the halo.
     python benchmarks/bench_pipeline.py --repeats 1 --no-write
     python benchmarks/bench_pipeline.py --precisions float32 float16
     python benchmarks/bench_pipeline.py --devices cuda   # CUDA alone, in a section of its own
+    python benchmarks/bench_pipeline.py --host-only      # a near-empty network: the host's share
 
 The raw forward runs the engine's own network, in the run's precision and memory layout,
-so the ratio measures the pipeline around it and nothing else.
+so the ratio measures the pipeline around it and nothing else. `--host-only` swaps the
+model for a WNE DnCNN of 2 layers and 4 features, whose forward costs next to nothing: the
+pipeline's time is then what the host spends reading, tiling, normalizing, blending and
+writing, the ceiling a fast GPU meets.
 
 Rounds alternate pipeline and raw forward; figures are medians, the efficiency the median of
 per-round ratios, so a shared machine's load drift hits both alike.
@@ -21,6 +25,7 @@ per-round ratios, so a shared machine's load drift hits both alike.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import statistics
@@ -40,7 +45,7 @@ from napari_wne import DEFAULT_MODEL, build_backbone, denoise
 from napari_wne.axes import parse_axes
 from napari_wne.engine import Engine, TileSettings
 from napari_wne.halo import compact
-from napari_wne.model_io import save_weights
+from napari_wne.model_io import CARD_FILE, CARD_FORMAT, WEIGHTS_FILE, save_weights
 from napari_wne.models import get_model
 from napari_wne.modes import PRECISION
 
@@ -69,6 +74,20 @@ def random_unet(folder: Path, spatial_dims: int) -> str:
     return f"unet:{path}"
 
 
+def near_empty_model(folder: Path, spatial_dims: int) -> str:
+    """A model folder holding a WNE DnCNN of 2 layers of 4 features (seed-0 weights)."""
+    size = {"depth": 2, "features": 4}
+    target = folder / f"near_empty_{spatial_dims}d"
+    target.mkdir(exist_ok=True)
+    torch.manual_seed(0)
+    network = build_backbone("dncnn", spatial_dims=spatial_dims, **size)
+    save_weights(network.state_dict(), target / WEIGHTS_FILE)
+    card = {"format": CARD_FORMAT, "backbone": "dncnn", "wne": True,
+            "spatial_dims": spatial_dims, "backbone_kwargs": size}  # fmt: skip
+    (target / CARD_FILE).write_text(json.dumps(card))
+    return str(target)
+
+
 def computed_tiles(engine: Engine, batch_shape: tuple[int, ...], block: tuple) -> int:
     """How many tiles the pipeline runs through the network (tiles shared by blocks twice)."""
     blocks = engine.blocks(batch_shape, block)
@@ -89,12 +108,21 @@ def time_raw_forward(model, tile_shape, tiles: int, batch: int, device) -> float
 
 
 def run_case(
-    name: str, model: str, device: torch.device, repeats: int, folder: Path, precision: str
+    name: str,
+    model: str | None,
+    device: torch.device,
+    repeats: int,
+    folder: Path,
+    precision: str,
 ) -> str:
+    """One table row; `model` None: the near-empty network (`--host-only`)."""
     axes, shape, chunks = CASES[name]
     source = make_input(folder, shape, chunks)
     layout = parse_axes(axes, shape)
-    if layout.spatial_dims not in get_model(model).dims:  # the shipped weights are 2D
+    label = "near-empty DnCNN" if model is None else model.split(":")[0]
+    if model is None:
+        model = near_empty_model(folder, layout.spatial_dims)
+    elif layout.spatial_dims not in get_model(model).dims:  # the shipped weights are 2D
         model = random_unet(folder, layout.spatial_dims)
     settings = TileSettings(precision=precision)
     engine = Engine(model, layout, layout.spatial_shape(shape), device, settings)
@@ -131,7 +159,7 @@ def run_case(
         ratios.append(seconds["raw"] / seconds["pipeline"])
     t_pipe, t_raw = statistics.median(runs), statistics.median(raws)
     row = (
-        f"| {name} {axes} {'x'.join(map(str, shape))} | `{model.split(':')[0]}` | "
+        f"| {name} {axes} {'x'.join(map(str, shape))} | `{label}` | "
         f"{device.type} | {engine.precision} | "
         f"{'x'.join(map(str, engine.grid.tile_shape))} (halo {compact(engine.halo)}) | "
         f"{computed / math.prod(shape):.3f} | {t_pipe:.2f} | {t_raw:.2f} | "
@@ -146,6 +174,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--host-only", action="store_true",
+        help="a near-empty network instead of --model: what the host's work alone costs",
+    )  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
     parser.add_argument(
@@ -174,28 +206,41 @@ def main() -> None:
                 for name in CASES:
                     folder = Path(tmp) / f"{device.type}-{precision}"
                     folder.mkdir(exist_ok=True)
-                    rows.append(run_case(name, args.model, device, args.repeats, folder, precision))
+                    model = None if args.host_only else args.model
+                    rows.append(run_case(name, model, device, args.repeats, folder, precision))
     if args.no_write:
         return
     machines = "; ".join(f"{d.type}: {machine(d)}" for d in devices)
     command = " ".join(["python benchmarks/bench_pipeline.py", *sys.argv[1:]])
+    shown = "near-empty DnCNN" if args.host_only else args.model
+    detail = (
+        "Both cases run a WNE DnCNN of 2 layers and 4 features (seed-0 weights), whose forward "
+        "costs next to nothing: pipeline minus raw forward is the host's work (reading, "
+        "tiling, statistics, blending, writing), and the pipeline's throughput the most any "
+        "device can get from it on this host. Throughputs count computed voxels (tiles x "
+        "tile size)."
+        if args.host_only
+        else "The shipped model is 2D, so the 3D case runs the same UNet architecture in 3D, "
+        "untrained and unwrapped (speed does not depend on the weights; the wrapper's own "
+        "cost is measured above). Throughputs count computed voxels (tiles x tile size). "
+        "Targets: pipeline / raw >= 0.9; computed / output <= 1.3 in 2D."
+    )
     write_section(
-        section_name("bench_pipeline", devices),
+        section_name("bench_pipeline_host" if args.host_only else "bench_pipeline", devices),
         [
-            "## Whole pipeline against the raw network forward"
+            (
+                "## The pipeline's host work: a near-empty network"
+                if args.host_only
+                else "## Whole pipeline against the raw network forward"
+            )
             + ("" if any(d.type == "cpu" for d in devices) else " on CUDA"),
             "",
             f"Measured {date.today().isoformat()} with `{command}` "
-            f"(model {args.model}, default tiling, median of {args.repeats} alternating rounds, "
+            f"(model {shown}, default tiling, median of {args.repeats} alternating rounds, "
             f"{time.perf_counter() - start:.0f} s in all; {machines}). The pipeline reads zarr, "
             "tiles, normalizes, runs the network, blends and writes an OME-Zarr; the raw "
             "forward runs the engine's network (in the run's precision and layout) alone on "
-            "the same number of tiles of the same shape. "
-            "The shipped model is 2D, so the 3D case runs the same UNet architecture in 3D, "
-            "untrained and unwrapped (speed does not depend on the weights; the wrapper's "
-            "own cost is measured above). "
-            "Throughputs count computed voxels (tiles x tile size). Targets: pipeline / raw "
-            ">= 0.9; computed / output <= 1.3 in 2D.",
+            "the same number of tiles of the same shape. " + detail,
             "",
             *rows,
             "",

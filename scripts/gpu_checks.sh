@@ -28,11 +28,14 @@
 #                          PSNR loss and equivariance error
 #   04-bench_pipeline 200  bench_pipeline.py --devices cuda, 3 precisions, 3 rounds:
 #                          zarr-to-OME-Zarr pipeline against the raw forward, 2-D and 3-D
+#   05-bench_host      60  the same with --host-only: a near-empty network, so the run
+#                          time is the host's work (the ceiling the GPU meets)
 #
 # Each step also keeps back the seconds the later ones need at the least (pytest 120,
-# doctor 40, each benchmark 90). Back in $OUT (at most 8 files): the five logs, summary.txt
-# and performance.md, the docs page with the benchmarks' new sections `bench_devices_cuda`
-# and `bench_pipeline_cuda` appended (copy them into docs/performance.md).
+# doctor 40, each benchmark 90, the host-only one 40). Back in $OUT (8 files): the six
+# logs, summary.txt and performance.md, the docs page with the benchmarks' sections
+# `bench_devices_cuda`, `bench_pipeline_cuda` and `bench_pipeline_host_cuda` replaced or
+# appended (copy them into docs/performance.md).
 #
 # Dry runs elsewhere: PY (the Python), SITE (the install target), WHEELS (the wheel
 # folder), OUT (default /tmp/gpu_checks) and BUDGET override the defaults.
@@ -176,13 +179,15 @@ step() { # step NAME MOST KEEP COMMAND...: at most MOST s, leaving KEEP s of BUD
 }
 
 export PY SITE WHEELS
-step 00-setup 60 340 bash "$self" setup
-step 01-pytest 200 220 "$PY" -m pytest -m gpu -q tests/test_gpu.py -p no:cacheprovider \
+step 00-setup 60 380 bash "$self" setup
+step 01-pytest 200 260 "$PY" -m pytest -m gpu -q tests/test_gpu.py -p no:cacheprovider \
     --durations=0
-step 02-doctor 60 180 "$PY" -m napari_wne.cli doctor --seconds 2
-step 03-bench_devices 200 90 "$PY" benchmarks/bench_devices.py --devices cuda --threads 8
-step 04-bench_pipeline 200 0 "$PY" benchmarks/bench_pipeline.py --devices cuda \
+step 02-doctor 60 220 "$PY" -m napari_wne.cli doctor --seconds 2
+step 03-bench_devices 200 130 "$PY" benchmarks/bench_devices.py --devices cuda --threads 8
+step 04-bench_pipeline 200 40 "$PY" benchmarks/bench_pipeline.py --devices cuda \
     --precisions float32 bfloat16 float16 --repeats 3
+step 05-bench_host 60 0 "$PY" benchmarks/bench_pipeline.py --devices cuda --host-only \
+    --precisions float32 --repeats 3
 
 if grep -q "_cuda:start" docs/performance.md; then
     cp docs/performance.md "$OUT/performance.md"
