@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=0,
+        help="processes drawing batches (`TrainConfig.workers`): for a GPU",
+    )  # fmt: skip
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument(
         "--seed", type=int, default=0,
@@ -270,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=250,
         validate_every=500,
         threads=args.threads,
+        workers=args.workers,
         init_weights=init,
         average_decay=args.average,
         data=(*(str(p) for p in files), f"phantoms:{args.phantoms}x{PHANTOM_SHAPE}"),

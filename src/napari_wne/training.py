@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
+from .batches import Batches, worker_batches
 from .blind_spot import Replacement, blind_spot_mask
-from .datasets import NoiseConfig, PatchSampler, jitter_intensity, synthesize_noise
+from .datasets import NoiseConfig
 from .devices import resolve_device
 from .early_stopping import BestWeights
 from .losses import patch_loss
@@ -68,8 +69,11 @@ __all__ = [
 Mode = Literal["supervised", "pairs", "n2v"]
 Pair = tuple[np.ndarray, np.ndarray]
 
-_RUNTIME_FIELDS = ("output_dir", "checkpoint_every", "validate_every", "threads", "device")
-"""Settings that may change when a run resumes: they do not change what is computed."""
+_RUNTIME_FIELDS = (
+    "output_dir", "checkpoint_every", "validate_every", "threads", "device", "workers"
+)  # fmt: skip
+"""Settings that may change when a run resumes: they do not change what is computed (but
+for `workers` from 0 to more, or back: see `napari_wne.batches`)."""
 
 
 @dataclass
@@ -110,6 +114,9 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads for torch; None: every core."""
     device: str = "auto"
+    workers: int = 0
+    """Processes that draw batches ahead of the training step (`napari_wne.batches`): for a
+    GPU, which otherwise waits on one core's drawing. 0: drawn in the training process."""
     init_weights: str | None = None
     """Start from these backbone weights (fine-tuning) instead of a random initialization."""
     average_decay: float | None = None
@@ -126,6 +133,10 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "validate_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(
+                f"workers must be 0 (draw in this process) or more, got {self.workers}"
+            )
         if not 0 < self.mask_fraction < 1:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
         if self.mask_window < 3 or self.mask_window % 2 == 0:
@@ -172,46 +183,6 @@ def build_model(config: TrainConfig) -> nn.Module:
     kwargs = _tuples(dict(config.backbone_kwargs))
     backbone = build_backbone(config.backbone, spatial_dims=config.spatial_dims, **kwargs)
     return WNE(backbone, eps=config.wne_eps) if config.wne else backbone
-
-
-class _Batches:
-    """Draws training batches (inputs, targets, loss weights, masked indices) for a mode."""
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        clean_images: Sequence[np.ndarray] | None,
-        noisy_images: Sequence[np.ndarray] | None,
-        pairs: Sequence[Pair] | None,
-    ) -> None:
-        source = {"supervised": clean_images, "n2v": noisy_images, "pairs": pairs}[config.mode]
-        needed = {"supervised": "clean_images", "n2v": "noisy_images", "pairs": "pairs"}
-        if not source:
-            raise ValueError(f"mode {config.mode!r} needs {needed[config.mode]}")
-        self.config = config
-        self.sampler = PatchSampler(source, config.patch_size, spatial_dims=config.spatial_dims)
-
-    def draw(
-        self, rng: np.random.Generator, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        cfg = self.config
-        patches = torch.from_numpy(self.sampler.sample(cfg.batch_size, rng))
-        if cfg.mode == "supervised":
-            noisy, clean, a = synthesize_noise(patches, cfg.noise, gen)
-            return noisy, clean, a, None
-        if cfg.mode == "pairs":
-            (noisy, clean), a = jitter_intensity((patches[:, :1], patches[:, 1:]), cfg.noise, gen)
-            return noisy, clean, a.float(), None
-        (noisy,), a = jitter_intensity((patches,), cfg.noise, gen)
-        masked, index = blind_spot_mask(
-            noisy,
-            cfg.mask_fraction,
-            cfg.mask_window,
-            gen,
-            radius=cfg.mask_radius,
-            replacement=cfg.mask_replacement,
-        )
-        return masked, noisy, a.float(), index
 
 
 @torch.no_grad()
@@ -275,8 +246,9 @@ def train(
     device, _ = resolve_device(config.device)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    ahead = None
     try:
-        batches = _Batches(config, clean_images, noisy_images, pairs)
+        batches = Batches(config, clean_images, noisy_images, pairs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             model = build_model(config)
@@ -314,6 +286,8 @@ def train(
             if best is not None and saved.get("best") is not None:
                 best.restore(saved["best"])
         start_step = step
+        if config.workers and step < config.steps:
+            ahead = worker_batches(batches, step, config.workers, pin=device.type == "cuda")
 
         def patience_left() -> bool:
             return best is None or config.patience is None or best.waited < config.patience
@@ -340,7 +314,8 @@ def train(
             try:
                 while step < config.steps and patience_left():
                     in_step, began = True, time.perf_counter()
-                    inputs, targets, a, index = batches.draw(rng, gen)
+                    drawn = batches.draw(rng, gen) if ahead is None else next(ahead)
+                    inputs, targets, a, index = drawn
                     inputs, targets = inputs.to(device), targets.to(device)
                     index = None if index is None else index.to(device)
                     optimizer.zero_grad(set_to_none=True)
@@ -386,4 +361,6 @@ def train(
         export_model(out_dir, exported, kept, config.to_dict(), elapsed, scores, device, summary)
         return out_dir
     finally:
+        if ahead is not None:
+            ahead.close()  # stops the workers now, not whenever the generator is collected
         torch.set_num_threads(threads_before)

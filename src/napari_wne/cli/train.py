@@ -118,6 +118,14 @@ def add_parser(commands) -> None:
     sub.add_argument("--threads", type=int, help="CPU threads (default: every core)")
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     sub.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes that draw batches while the device trains (on a GPU, about one per "
+        "free core); 0: drawn in this process",
+    )
+    sub.add_argument(
         "--backbone-kwargs",
         type=json.loads,
         default={},
@@ -181,6 +189,7 @@ def _run_train(args: argparse.Namespace) -> int:
         validate_every=args.val_every,
         threads=args.threads,
         device=args.device,
+        workers=args.workers,
         init_weights=str(_trained_weights(args.init)) if args.init else None,
         average_decay=args.average,
         data=tuple(str(p.resolve()) for p in sources),
