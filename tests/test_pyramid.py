@@ -106,6 +106,22 @@ def test_every_level_is_the_mean_of_the_one_above(tmp_path, rng, dtype):
         np.testing.assert_allclose(level, expected.astype(dtype), rtol=1e-6)
 
 
+def test_every_level_is_stored_with_blosc_lz4_and_byte_shuffle(tmp_path, rng):
+    """The writer's compressor (smaller and faster than zarr's default on denoised
+    images: benchmarks/bench_codecs.py), on level 0 and every level below it."""
+    image = rng.random((300, 500)).astype(np.float32)
+    levels = plan_levels(image.shape, "YX", mode="on", smallest=SMALL)
+    _write(tmp_path / "out.ome.zarr", image, "YX", levels=levels)
+    group = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r")
+    for name in ["0", *(str(k + 1) for k in range(len(levels)))]:
+        (codec,) = group[name].compressors
+        assert (type(codec).__name__, codec.cname.value, codec.shuffle.value) == (
+            "BloscCodec",
+            "lz4",
+            "shuffle",
+        )
+
+
 def test_a_sharded_anisotropic_volume_keeps_z_where_it_should(tmp_path, rng):
     volume = rng.integers(0, 4000, size=(64, 300, 260), dtype=np.uint16)
     scale = {"Z": 2.0, "Y": 1.0, "X": 1.0}

@@ -180,6 +180,7 @@ def _level_array(store: Any, group: Any, k: int, above: Any, factors, done: set[
         chunks=chunks,
         shards=None if shards == chunks else shards,
         dimension_names=level0.metadata.dimension_names,
+        compressors=level0.compressors,
         fill_value=0,
         config={"write_empty_chunks": True},
         overwrite=True,  # a level an interrupted run began creating: not yet marked created
