@@ -74,6 +74,10 @@ def random_unet(folder: Path, spatial_dims: int) -> str:
     return f"unet:{path}"
 
 
+NEAR_EMPTY = "near-empty DnCNN"
+"""How the tables name `--host-only`'s network."""
+
+
 def near_empty_model(folder: Path, spatial_dims: int) -> str:
     """A model folder holding a WNE DnCNN of 2 layers of 4 features (seed-0 weights)."""
     size = {"depth": 2, "features": 4}
@@ -119,7 +123,7 @@ def run_case(
     axes, shape, chunks = CASES[name]
     source = make_input(folder, shape, chunks)
     layout = parse_axes(axes, shape)
-    label = "near-empty DnCNN" if model is None else model.split(":")[0]
+    label = NEAR_EMPTY if model is None else model.split(":")[0]
     if model is None:
         model = near_empty_model(folder, layout.spatial_dims)
     elif layout.spatial_dims not in get_model(model).dims:  # the shipped weights are 2D
@@ -212,7 +216,7 @@ def main() -> None:
         return
     machines = "; ".join(f"{d.type}: {machine(d)}" for d in devices)
     command = " ".join(["python benchmarks/bench_pipeline.py", *sys.argv[1:]])
-    shown = "near-empty DnCNN" if args.host_only else args.model
+    shown = NEAR_EMPTY if args.host_only else args.model
     detail = (
         "Both cases run a WNE DnCNN of 2 layers and 4 features (seed-0 weights), whose forward "
         "costs next to nothing: pipeline minus raw forward is the host's work (reading, "

@@ -1,10 +1,11 @@
 """Training batches: drawn in the training process, or by worker processes ahead of it.
 
 Drawing a batch (sampling patches, then synthesizing noise in float64, or masking for
-Noise2Void) runs on one CPU core at about 1 ms per 128-px patch. On a CPU that is a small
-part of a training step; on a GPU, whose step takes a few milliseconds, it leaves the
-device idle most of the time (measured on an H200: docs/training.md). With `workers`,
-batches are drawn by that many processes (a torch DataLoader) while the device trains.
+Noise2Void) runs on one CPU core at about 1 ms per 128-px patch
+(`benchmarks/bench_batches.py`). On a CPU that is a small part of a training step; on a
+GPU, whose step takes a few milliseconds, it would leave the device waiting most of the
+time (the H200 runs of docs/training.md drew with 12 workers). With `workers`, batches are
+drawn by that many processes (a torch DataLoader) while the device trains.
 
 Batch k of a run with workers is drawn from a seed made of the run's seed and k alone, so
 the run is the same whatever the number of workers, and resumes exactly. Without workers
