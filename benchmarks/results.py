@@ -26,6 +26,7 @@ SCRIPTS = (
     "quality_microscopy.py",
     "quality_tiling.py",
     "quality_adaptation.py",
+    "quality_recorrupted.py",
     "quality_correlated.py",
     "quality_tta.py",
     "quality_routing.py",

@@ -135,3 +135,53 @@ def test_a_stored_baseline_score_is_reused_only_for_the_same_inputs(monkeypatch,
     assert _cache.cached_score("m", "numpy", (noisy, clean), compute(4.0), "here", True)[0] == 4.0
     assert _cache.cached_score("m", "numpy", (noisy, clean), compute(5.0), "here")[0] == 4.0
     assert calls == [1.0, 3.0, 4.0]
+
+
+def test_recorrupted_targets_carry_noise_independent_of_the_inputs(monkeypatch):
+    """R2R's premise, for the noise `quality_recorrupted.py` draws: with z of the noise's
+    own level and spectrum, the input's noise (n + alpha z) and the target's (n - z / alpha)
+    are uncorrelated, pixel with pixel and with their neighbours, so training on them is
+    training against the clean image. A z of the wrong level, or white where the noise is
+    correlated, leaves them correlated."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from quality_recorrupted import Noise
+
+    rng = np.random.default_rng(3)
+    std = np.linspace(0.5, 2.0, 192)[None, :].repeat(192, axis=0)
+    noise = Noise(std, 0.67)
+    n = noise.draw(rng)
+
+    def correlation(z: np.ndarray, lag: int = 0, alpha: float = 0.5) -> float:
+        seen, target = n + alpha * z, n - z / alpha
+        pair = seen[:, lag:].ravel(), target[:, : target.shape[1] - lag].ravel()
+        return float(np.corrcoef(*pair)[0, 1])
+
+    for lag in (0, 1):
+        matched = [correlation(noise.draw(rng), lag) for _ in range(20)]
+        assert abs(np.mean(matched)) < 0.02
+    assert correlation(Noise(std * 0.7, 0.67).draw(rng)) > 0.2  # too little recorruption
+    white = Noise(std, 0.0).draw(rng)
+    assert abs(correlation(white)) < 0.05  # right level: fine pixel by pixel,
+    assert correlation(white, lag=1) > 0.2  # but neighbours share the noise it lacks
+
+
+def test_the_estimated_noise_level_follows_the_signal(monkeypatch):
+    """From a noisy image and a clean-looking result, the estimate of `quality_recorrupted.py`
+    finds the photon-noise line (variance = gain * mean + read) within 20 %."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from quality_recorrupted import noise_estimated
+
+    rng = np.random.default_rng(4)
+    scene = gaussian_filter(rng.random((256, 256)), 30)
+    clean = 10 + 200 * (scene - scene.min()) / np.ptp(scene)
+    gain, read = 0.5, 4.0
+    noisy = clean + rng.standard_normal(clean.shape) * np.sqrt(gain * clean + read)
+    found = noise_estimated(noisy, clean)
+    truth = np.sqrt(gain * clean + read)
+    assert np.median(np.abs(found.std / truth - 1)) < 0.2
+    assert found.lag1 < 0.1
