@@ -24,46 +24,36 @@ from datetime import date
 import numpy as np
 import torch
 
-from _baselines import bm3d_package, classical_methods
+from _baselines import bm3d_package, classical_methods, scored_methods
 from _data import CORRELATED_LEVELS, correlated_benchmark, shipped_2d_models
 from _report import RESULTS, machine, write_section
 from napari_wne import denoise
-from napari_wne.metrics import scores
 
 
-def baselines(
-    noisy: np.ndarray, clean: np.ndarray, bm3d_suffix: str | None
-) -> dict[str, tuple[np.ndarray, float]]:
-    """Each classical method's result and its seconds (BM3D unless `bm3d_suffix` is None)."""
-    out = {}
-    for name, method in classical_methods(
-        noisy, clean, bm3d_suffix, blur_oracle_label="Gaussian blur (best sigma, oracle)"
-    ).items():
-        start = time.perf_counter()
-        out[name] = (method(), time.perf_counter() - start)
-    return out
-
-
-def evaluate(models: list[str], quick: bool, bm3d_images: int) -> dict[str, dict[str, list]]:
+def evaluate(
+    models: list[str], quick: bool, bm3d_images: int, refresh: bool = False
+) -> dict[str, dict[str, list]]:
     """(PSNR, SSIM, seconds) per method per level; BM3D on the first `bm3d_images` images
-    (none in the quick run: tests/test_benchmarks.py checks the BM3D oracle by itself)."""
+    (none in the quick run: tests/test_benchmarks.py checks the BM3D oracle by itself),
+    its scores reused from `baseline_scores.json` when the images hash as before."""
     cases = correlated_benchmark()
     if quick:
         cases = [c for c in cases if c[1] == cases[0][1]]
     names = list(dict.fromkeys(c[1] for c in cases))
     suffix = f", first {bm3d_images} image(s) only" if bm3d_images < len(names) else ""
+    here = machine(torch.device("cpu"))
     found: dict[str, dict[str, list]] = {}
     for level, name, noisy, clean in cases:
         use_bm3d = bm3d_package() is not None and names.index(name) < bm3d_images and not quick
-        results = baselines(noisy.astype(np.float64), clean, suffix if use_bm3d else None)
+        noisy64 = noisy.astype(np.float64)
+        methods = classical_methods(
+            noisy64, clean, suffix if use_bm3d else None,
+            blur_oracle_label="Gaussian blur (best sigma, oracle)",
+        )  # fmt: skip
         for model in models:
-            start = time.perf_counter()
-            out = denoise(noisy, model, verbose=False)
-            results[f"`{model}`"] = (out, time.perf_counter() - start)
-        for method, (result, seconds) in results.items():
-            found.setdefault(method, {}).setdefault(level, []).append(
-                (*scores(result, clean), seconds)
-            )
+            methods[f"`{model}`"] = lambda m=model, y=noisy: denoise(y, m, verbose=False)
+        for method, row in scored_methods(methods, noisy64, clean, here, refresh=refresh).items():
+            found.setdefault(method, {}).setdefault(level, []).append(row)
         print(level, name, {m: round(v[level][-1][0], 2) for m, v in found.items()}, flush=True)
     return found
 
@@ -101,10 +91,13 @@ def main() -> None:
     parser.add_argument(
         "--bm3d-images", type=int, default=100, help="run BM3D (slow) on this many images"
     )
+    parser.add_argument(
+        "--refresh", action="store_true", help="recompute BM3D's stored scores (_cache.py)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     start = time.perf_counter()
-    rows = table(evaluate(args.models, args.quick, args.bm3d_images))
+    rows = table(evaluate(args.models, args.quick, args.bm3d_images, args.refresh))
     print("\n".join(rows))
     if args.no_write or args.quick:
         return

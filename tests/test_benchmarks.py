@@ -137,6 +137,33 @@ def test_a_stored_baseline_score_is_reused_only_for_the_same_inputs(monkeypatch,
     assert calls == [1.0, 3.0, 4.0]
 
 
+def test_tables_reuse_bm3d_scores_but_rerun_models_and_kept_results(monkeypatch, tmp_path):
+    """BM3D's stored scores stand in for a rerun; a model always runs, and so does every
+    method whose result the caller keeps (for a figure)."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _baselines
+    import _cache
+
+    monkeypatch.setattr(_cache, "STORE", tmp_path / "scores.json")
+    calls = []
+
+    def method(name: str, value: float):
+        return lambda: calls.append(name) or np.full((8, 8), value)
+
+    clean = np.linspace(0, 1, 64).reshape(8, 8)
+    noisy = clean + 0.1
+    methods = {_baselines.BM3D_ORACLE: method("bm3d", 0.5), "`model`": method("model", 0.4)}
+    first = _baselines.scored_methods(methods, noisy, clean, "here")
+    again = _baselines.scored_methods(methods, noisy, clean, "here")
+    assert calls == ["bm3d", "model", "model"]
+    assert first[_baselines.BM3D_ORACLE] == again[_baselines.BM3D_ORACLE]
+    kept = {}
+    _baselines.scored_methods(methods, noisy, clean, "here", results=kept)
+    assert calls[3:] == ["bm3d", "model"] and set(kept) == set(methods)
+
+
 def test_recorrupted_targets_carry_noise_independent_of_the_inputs(monkeypatch):
     """R2R's premise, for the noise `quality_recorrupted.py` draws: with z of the noise's
     own level and spectrum, the input's noise (n + alpha z) and the target's (n - z / alpha)
