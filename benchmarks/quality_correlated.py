@@ -115,7 +115,9 @@ def main() -> None:
             "after the gain fit of `napari_wne.metrics`. The BM3D oracle is told the "
             "noise's spectrum (and its variance-vs-mean line) by the clean image, an upper "
             "bound like the blur oracle (`benchmarks/_baselines.py`). Seconds: the median "
-            "per 512x512 image on this machine, beside other jobs.",
+            "per 512x512 image on this machine, beside other jobs; BM3D's scores and "
+            "seconds are those stored in `benchmarks/baseline_scores.json` by the run that "
+            "computed them, reused while the images hash the same (`--refresh` recomputes).",
             "",
             *rows,
             "",

@@ -178,7 +178,11 @@ def main() -> None:
             "the BM3D oracle is told the noise's variance-vs-mean line (stabilized by the "
             "generalized Anscombe transform) and its spectrum by the clean image, another "
             "upper bound (`benchmarks/_baselines.py`). TTA: the 8 flips and quarter turns, "
-            "averaged. Seconds: the median per image on this machine, beside other jobs.",
+            "averaged. Seconds: the median per image on this machine, beside other jobs; "
+            "BM3D's scores and seconds on all but the first image of each set (whose "
+            "results the figure shows) are those stored in `benchmarks/baseline_scores.json`"
+            " by the run that computed them, reused while the images hash the same "
+            "(`--refresh` recomputes).",
             "",
             *rows,
             "",
