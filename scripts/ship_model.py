@@ -203,6 +203,17 @@ def write_cards() -> None:
                   report=DOCS / "models.md")  # fmt: skip
 
 
+def already_shipped(card: dict, target: Path) -> bool:
+    """Whether `target` holds this run's card already (a second `ship_model` of one run):
+    the same steps, wall time and seed. Stored weights may be rounded, so cards compare."""
+    shipped = target / CARD_FILE
+    if not shipped.exists():
+        return False
+    old = json.loads(shipped.read_text())
+    mark = lambda c: (c.get("steps"), c.get("wall_time_s"), c["config"].get("seed"))  # noqa: E731
+    return mark(old) == mark(card)
+
+
 def init_lineage(init: Path) -> list[dict]:
     """`lineage`, also for a shipped model inflated to 3-D by scripts/train_3d.py or
     deepened by scripts/train_campaign.py (`--blocks`)."""
@@ -275,6 +286,13 @@ def main() -> None:
     spec = MODELS[args.name]
     if (card["backbone"], card["wne"]) != (spec.backbone, spec.wne):
         raise SystemExit(f"{args.run} holds {card['backbone']} wne={card['wne']}, not {spec.name}")
+    target = ROOT / "src" / "napari_wne" / "weights" / spec.name
+    if already_shipped(card, target):
+        raise SystemExit(
+            f"{args.run} is already shipped as {spec.name}: shipping it again would walk its "
+            "lineage into its own card and count its training twice. Restore the previous "
+            f"card and weights first (git checkout -- {target.relative_to(ROOT)})."
+        )
     data_root = str(DATA.resolve())
     card.update(
         name=spec.name,
@@ -308,7 +326,6 @@ def main() -> None:
             card["wall_time_s"] + sum(s["wall_time_s"] for s in card["lineage"]), 2
         )
     card["config"]["data"] = card["training_data"]
-    target = ROOT / "src" / "napari_wne" / "weights" / spec.name
     target.mkdir(parents=True, exist_ok=True)
     if args.store == "float16":
         weights = load_weights(args.run / WEIGHTS_FILE)
