@@ -76,10 +76,11 @@ def scored_methods(
 ) -> dict[str, tuple[float, float, float]]:
     """(PSNR, SSIM, seconds) of each method's result against `clean`, each run timed.
 
-    BM3D takes 15 to 35 s an image and depends on neither our code nor our models, so its
-    scores come from `_cache` when `noisy` and `clean` were scored before (`refresh`
-    recomputes them). `results`, when given, receives every result array, which the cache
-    cannot give back: then everything runs.
+    BM3D takes 15 to 35 s an image and does not depend on our models, so its scores come
+    from `_cache` when `noisy` and `clean` were scored before. The key does not cover the
+    oracle's own code (`bm3d_oracle`, `variance_vs_mean`): after changing that, run with
+    `refresh`, which recomputes. `results`, when given, receives every result array,
+    which the cache cannot give back: then everything runs.
     """
     found = {}
     for name, run in methods.items():
