@@ -206,6 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the camera model, 0.1's Gaussian / Poisson-Gaussian mix, or photon noise only",
     )  # fmt: skip
     parser.add_argument(
+        "--p-smoothed", type=float, default=NoiseConfig.p_smoothed,
+        help="mixed and poisson-gaussian: share of patches whose noise is smoothed a little",
+    )  # fmt: skip
+    parser.add_argument(
+        "--smoothed-sigma", type=float, nargs=2, default=NoiseConfig.smoothed_sigma_range,
+        metavar=("LOW", "HIGH"), help="range of the Gaussian that smooths those patches (px)",
+    )  # fmt: skip
+    parser.add_argument(
         "--read-noise-max", type=float, default=NoiseConfig.read_noise_max,
         help="mixed and poisson-gaussian: largest read noise, in units of the clean range",
     )  # fmt: skip
@@ -277,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             kind=args.noise,
             read_noise_max=args.read_noise_max,
             photons_range=tuple(args.photons or NoiseConfig.photons_range),
+            p_smoothed=args.p_smoothed,
+            smoothed_sigma_range=tuple(args.smoothed_sigma),
             camera=campaign_camera(args),
         ),
         loss=args.loss,

@@ -112,8 +112,32 @@ def test_noise_config_reads_its_camera_back_from_json():
     assert again.camera == config.camera
 
 
+def test_white_noise_kinds_smooth_just_the_share_they_are_given():
+    clean = torch.full((64, 1, 64, 64), 0.5)
+
+    def noise(share: float) -> np.ndarray:
+        config = NoiseConfig(
+            kind="gaussian",
+            sigma_range=(0.1, 0.1),
+            jitter=False,
+            p_smoothed=share,
+            smoothed_sigma_range=(0.45, 0.45),
+        )
+        noisy, target, _ = synthesize_noise(clean, config, torch.Generator().manual_seed(0))
+        return (noisy - target).numpy()
+
+    white, smoothed, half = noise(0.0), noise(1.0), noise(0.5)
+    assert abs(lag_correlation(white, 1)) < 0.01
+    assert 0.1 < lag_correlation(smoothed, 1) < 0.35  # mild: well under widefield's 0.6
+    assert np.var(smoothed) == pytest.approx(np.var(white), rel=0.05)  # variance kept
+    correlated = [lag_correlation(patch, 1) > 0.07 for patch in half]
+    assert 0.3 < np.mean(correlated) < 0.7
+
+
 def test_bad_ranges_are_refused():
     with pytest.raises(ValueError, match="probability"):
         CameraNoise(p_hot=1.5)
+    with pytest.raises(ValueError, match="probability"):
+        NoiseConfig(p_smoothed=-0.1)
     with pytest.raises(ValueError, match="low <= high"):
         CameraNoise(photons_range=(10.0, 1.0))

@@ -119,7 +119,7 @@ def simulate_camera(
         sigma = _uniform(n, *config.sigma_range, generator).view(view)
         noisy = torch.where(gaussian.view(view), x + sigma * _randn(x.shape, generator), noisy)
     noisy = _hot_pixels(noisy, x, config, generator)
-    noisy, x = _correlate(noisy, x, config, generator)
+    noisy, x = correlate(noisy, x, config, generator)
     return _quantize(noisy, x, config, generator)
 
 
@@ -190,10 +190,14 @@ def _resample(image: torch.Tensor, zoom: float, shift: Sequence[float]) -> torch
     return F.grid_sample(image[None], grid, mode="bilinear", align_corners=False)[0]
 
 
-def _correlate(
+def correlate(
     noisy: torch.Tensor, x: torch.Tensor, config: CameraNoise, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Correlated noise: smooth the noise alone, or resample capture and target alike."""
+    """Correlated noise: smooth the noise alone, or resample capture and target alike.
+
+    Only `config`'s correlated-noise fields count (`p_correlated`, `p_resample`, the kernel,
+    zoom and anisotropy): `napari_wne.datasets` uses it for the white-noise kinds too.
+    """
     n, spatial = noisy.shape[0], noisy.ndim - 2
     correlated = _chance(n, config.p_correlated, gen)
     resampled = _chance(n, config.p_resample, gen)
