@@ -103,19 +103,13 @@ def card_lines(card: dict) -> list[str]:
         f"{machine.get('gpu', machine['device'])} ({machine['processor']}, "
         f"{machine['cpu_count']} cores, {machine['torch_threads']} torch thread(s)), "
         f"shipped {card['shipped']}.",
+        *interpolation_lines(card),
         *lineage_lines(card),
         f"- **Data:** {len(card['training_data'])} sources: "
         + ", ".join(f"`{d}`" for d in card["training_data"])
         + ".",
         f"- **Noise:** {noise_text(noise)}",
-        f"- **Validation** ({card.get('validation', 'W2S pair 010_0')}; PSNR after the "
-        f"pair's gain fit): {card['final_val_psnr']:.2f} dB at the last step "
-        f"(input {card['val_input_psnr']:.2f} dB)"
-        + (
-            f"; the weights shipped are step {card['selected_at_step']:,}'s, the best there."
-            if "selected_at_step" in card
-            else "."
-        ),
+        *validation_lines(card),
         "",
         "| real data (never trained on) | images | input PSNR / SSIM | model PSNR / SSIM |",
         "|---|---|---|---|",
@@ -128,6 +122,34 @@ def card_lines(card: dict) -> list[str]:
             f"| {s['psnr']:.2f} / {s['ssim']:.3f} |"
         )
     return [*lines, "", f"Scores: {card['scores']['how']}.", ""]
+
+
+def validation_lines(card: dict) -> list[str]:
+    """The training run's last validation score (none for interpolated weights)."""
+    if "final_val_psnr" not in card:
+        return []
+    return [
+        f"- **Validation** ({card.get('validation', 'W2S pair 010_0')}; PSNR after the "
+        f"pair's gain fit): {card['final_val_psnr']:.2f} dB at the last step "
+        f"(input {card['val_input_psnr']:.2f} dB)"
+        + (
+            f"; the weights shipped are step {card['selected_at_step']:,}'s, the best there."
+            if "selected_at_step" in card
+            else "."
+        )
+    ]
+
+
+def interpolation_lines(card: dict) -> list[str]:
+    """For weights from scripts/interpolate_model.py: which two, and how much of each."""
+    if "interpolation" not in card:
+        return []
+    mix = card["interpolation"]
+    return [
+        f"- **Interpolated:** {1 - mix['alpha']:g} x `{mix['first']}` + {mix['alpha']:g} x "
+        f"`{mix['second']}`, weight by weight (scripts/interpolate_model.py); the training "
+        "above and below is the second's, and the first is in its lineage."
+    ]
 
 
 def lineage_lines(card: dict) -> list[str]:
@@ -210,7 +232,9 @@ def already_shipped(card: dict, target: Path) -> bool:
     if not shipped.exists():
         return False
     old = json.loads(shipped.read_text())
-    mark = lambda c: (c.get("steps"), c.get("wall_time_s"), c["config"].get("seed"))  # noqa: E731
+    mark = lambda c: (  # noqa: E731
+        c.get("steps"), c.get("wall_time_s"), c["config"].get("seed"), c.get("interpolation")
+    )  # fmt: skip
     return mark(old) == mark(card)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,9 @@ from napari_wne import build_backbone
 from napari_wne.datasets import NoiseConfig
 from napari_wne.model_io import load_weights, save_weights
 from napari_wne.training import TrainConfig, train
+from napari_wne.weight_average import interpolate_weights
+
+INTERPOLATE = Path(__file__).resolve().parents[1] / "scripts" / "interpolate_model.py"
 
 TINY = {"widths": (8, 16), "blocks": 1}
 
@@ -99,3 +104,50 @@ def test_an_averaged_run_resumes_to_the_same_weights(tmp_path, start):
 def test_a_decay_outside_0_to_1_is_a_clear_error(tmp_path, start, decay):
     with pytest.raises(ValueError, match="average_decay"):
         train(_config(tmp_path, start, "bad", average_decay=decay), clean_images=_images())
+
+
+def test_interpolation_gives_each_end_exactly_and_the_line_between(start):
+    first = {**load_weights(start), "counter": torch.tensor(3)}
+    second = {k: v + 1 for k, v in first.items()}
+    for alpha, shift in [(0.0, 0.0), (0.25, 0.25), (1.0, 1.0)]:
+        mixed = interpolate_weights(first, second, alpha)
+        for key, value in first.items():
+            if key != "counter":
+                torch.testing.assert_close(mixed[key], value + shift, rtol=0, atol=1e-6)
+        assert mixed["counter"] == 3  # an integer buffer is a count, not a weight: kept
+
+
+def test_interpolation_refuses_weights_of_another_shape_or_kind(start):
+    first = load_weights(start)
+    key = next(iter(first))
+    with pytest.raises(ValueError, match="different weights"):
+        interpolate_weights(first, {**first, "extra": first[key]}, 0.5)
+    with pytest.raises(ValueError, match="not the same architecture"):
+        interpolate_weights(first, {**first, key: first[key][:1]}, 0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate_weights(first, first, 1.5)
+
+
+def _interpolate(*args: str) -> None:
+    runpy.run_path(str(INTERPOLATE), run_name="not_main")["main"](list(args))
+
+
+def test_the_script_mixes_a_model_with_its_own_fine_tune_only(tmp_path, start):
+    tuned = train(_config(tmp_path, start, "tuned"), clean_images=_images())
+    out = tmp_path / "half"
+    _interpolate(str(start), str(tuned), str(out), "--alpha", "0.5")
+    got, w0, w1 = (load_weights(p) for p in (out / "model.safetensors", start,
+                                              tuned / "model.safetensors"))  # fmt: skip
+    for key in got:
+        torch.testing.assert_close(got[key], 0.5 * w0[key] + 0.5 * w1[key], rtol=0, atol=1e-6)
+    card = json.loads((out / "model.json").read_text())
+    assert card["interpolation"]["alpha"] == 0.5
+    assert "final_val_psnr" not in card  # that score was the fine-tune's, not these weights'
+    torch.manual_seed(9)
+    stranger = tmp_path / "stranger.safetensors"
+    save_weights(build_backbone("unet", spatial_dims=2, **TINY).state_dict(), stranger)
+    with pytest.raises(SystemExit):
+        _interpolate(str(stranger), str(tuned), str(tmp_path / "bad"), "--alpha", "0.5")
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit):  # never over a model already there
+        _interpolate(str(start), str(tuned), str(out), "--alpha", "0.3")

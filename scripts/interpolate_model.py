@@ -1,0 +1,76 @@
+"""Write a model between a model and its own fine-tune: ``(1 - alpha) * FIRST + alpha * SECOND``.
+
+    python scripts/interpolate_model.py unet-wne candidates/white-rcan16-smooth \\
+        runs/soup-0.5 --alpha 0.5
+
+A fine-tune on new content gains there and can lose what its starting weights did well
+elsewhere (docs/training.md, "Measured in full, and not shipped"); a point between the two
+often keeps most of both (`napari_wne.weight_average.interpolate_weights`). FIRST must be
+an ancestor of SECOND (found by following the cards' ``init_weights``): weights of unrelated
+runs do not average into a working network, so they are refused.
+
+The output is a model folder like the ones `napari-wne train` writes, so `denoise`, the
+benchmarks and `scripts/ship_model.py` take it. Its card is SECOND's (the training is all
+SECOND's lineage; interpolating costs none) with an ``interpolation`` record added and
+SECOND's validation scores removed, as they were measured on other weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_wne.model_io import CARD_FILE, WEIGHTS_FILE, load_weights, save_weights
+from napari_wne.models import trained_weights
+from napari_wne.weight_average import interpolate_weights
+
+SECOND_ONLY = ("final_val_psnr", "val_input_psnr", "held_out_loss", "selected_at_step")
+"""Fields of SECOND's card that describe SECOND's weights alone."""
+
+
+def ancestors(weights: Path) -> list[Path]:
+    """The weights files `weights` was fine-tuned from, nearest first, as far as cards say."""
+    chain = []
+    while (card := weights.with_name(CARD_FILE)).is_file():
+        parent = json.loads(card.read_text())["config"].get("init_weights")
+        if not parent or not Path(parent).is_file():  # a shipped card names a run, not a file
+            break
+        weights = Path(parent).resolve()
+        chain.append(weights)
+    return chain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("first", help="a shipped model's name, or a model folder")
+    parser.add_argument("second", help="a model folder fine-tuned (at some remove) from FIRST")
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--alpha", type=float, required=True, help="0 is FIRST, 1 is SECOND")
+    args = parser.parse_args(argv)
+
+    first = trained_weights(args.first, "FIRST").resolve()
+    second = trained_weights(args.second, "SECOND").resolve()
+    if first not in ancestors(second):
+        parser.error(
+            f"{args.first} is not in the lineage of {args.second} (its cards' init_weights "
+            "never lead to it): interpolate only a model and a fine-tune of it"
+        )
+    if (args.output_dir / WEIGHTS_FILE).exists():
+        parser.error(f"{args.output_dir} holds a model already; choose a new folder")
+    mixed = interpolate_weights(load_weights(first), load_weights(second), args.alpha)
+    card = json.loads(second.with_name(CARD_FILE).read_text())
+    for field in SECOND_ONLY:
+        card.pop(field, None)
+    card["config"]["output_dir"] = str(args.output_dir)
+    card["interpolation"] = {"first": args.first, "second": args.second, "alpha": args.alpha}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(mixed, args.output_dir / WEIGHTS_FILE)
+    (args.output_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {args.output_dir}: {1 - args.alpha:g} x {args.first} + {args.alpha:g} x "
+          f"{args.second}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
