@@ -30,11 +30,14 @@ SECOND_ONLY = ("final_val_psnr", "val_input_psnr", "held_out_loss", "selected_at
 
 
 def ancestors(weights: Path) -> list[Path]:
-    """The weights files `weights` was fine-tuned from, nearest first, as far as cards say."""
+    """The weights files `weights` was fine-tuned from, nearest first, as far as cards say.
+
+    A stage may keep only its card (candidates/README.md): the walk goes on through it.
+    """
     chain = []
     while (card := weights.with_name(CARD_FILE)).is_file():
         parent = json.loads(card.read_text())["config"].get("init_weights")
-        if not parent or not Path(parent).is_file():  # a shipped card names a run, not a file
+        if not parent:
             break
         weights = Path(parent).resolve()
         chain.append(weights)
