@@ -174,6 +174,12 @@ def noise_text(noise: dict) -> str:
         if noise["jitter"]
         else ""
     )
+    share, (low, high) = noise.get("p_smoothed", 0.0), noise.get("smoothed_sigma_range", (0, 0))
+    smoothed = (
+        f"; in {share:.0%} of patches the noise smoothed by a Gaussian of {low:g}-{high:g} px"
+        if share
+        else ""
+    )
     if noise["kind"] == "camera":
         cam = noise["camera"]
         return (
@@ -187,7 +193,7 @@ def noise_text(noise: dict) -> str:
         f"{noise['kind']}: Gaussian sigma {noise['sigma_range'][0]}-{noise['sigma_range'][1]} "
         f"of the [0, 1] range, or Poisson with {noise['photons_range'][0]:g}-"
         f"{noise['photons_range'][1]:g} photons at full scale plus read noise up to "
-        f"{noise['read_noise_max']}{jitter}."
+        f"{noise['read_noise_max']}{smoothed}{jitter}."
     )
 
 
@@ -259,11 +265,15 @@ def lineage(start: Path) -> list[dict]:
     chain = []
     while True:
         card = json.loads(start.with_name(CARD_FILE).read_text())
-        shipped = start.parent.parent == ROOT / "src" / "napari_wne" / "weights"
+        # shipped: in the package, or a copy of a shipped card kept under candidates/
+        shipped = start.parent.parent == ROOT / "src" / "napari_wne" / "weights" or (
+            "shipped" in card
+        )
         noise = card["config"]["noise"]
         chain.append(
             {
-                "model": f"{start.parent.name} (shipped {card.get('shipped', 'in 0.1')})"
+                "model": f"{card.get('name', start.parent.name)} "
+                f"(shipped {card.get('shipped', 'in 0.1')})"
                 if shipped
                 else f"run {start.parent.name}",
                 "steps": card["steps"],
