@@ -1,7 +1,7 @@
 """Write a model between a model and its own fine-tune: ``(1 - alpha) * FIRST + alpha * SECOND``.
 
-    python scripts/interpolate_model.py unet-wne candidates/white-rcan16-smooth \\
-        runs/soup-0.5 --alpha 0.5
+    python scripts/interpolate_model.py candidates/unet-wne-fourth \\
+        candidates/white-rcan16-smooth runs/unet-wne-soup --alpha 0.5
 
 A fine-tune on new content gains there and can lose what its starting weights did well
 elsewhere (docs/training.md, "Measured in full, and not shipped"); a point between the two
