@@ -154,3 +154,25 @@ def test_the_script_mixes_a_model_with_its_own_fine_tune_only(tmp_path, start):
     assert not (tmp_path / "bad").exists()
     with pytest.raises(SystemExit):  # never over a model already there
         _interpolate(str(start), str(tuned), str(out), "--alpha", "0.3")
+
+
+def test_several_fine_tunes_of_one_model_are_averaged_before_the_mix(tmp_path, start):
+    a = train(_config(tmp_path, start, "a", seed=1), clean_images=_images())
+    b = train(_config(tmp_path, start, "b", seed=2, steps=3), clean_images=_images())
+    out = tmp_path / "soup"
+    _interpolate(str(start), str(a), str(b), str(out), "--alpha", "0.5")
+    got, w0, wa, wb = (load_weights(p) for p in (out / "model.safetensors", start,
+                                                  a / "model.safetensors",
+                                                  b / "model.safetensors"))  # fmt: skip
+    for key in got:
+        expected = 0.5 * w0[key] + 0.25 * wa[key] + 0.25 * wb[key]
+        torch.testing.assert_close(got[key], expected, rtol=0, atol=1e-6)
+    card = json.loads((out / "model.json").read_text())
+    assert card["steps"] == 5  # the budget of both fine-tunes
+    assert card["interpolation"]["second"] == [str(a), str(b)]
+    # a fine-tune of another start is refused, even with FIRST in its lineage
+    c = train(_config(tmp_path, start, "c", init_weights=str(a / "model.safetensors")),
+              clean_images=_images())  # fmt: skip
+    with pytest.raises(SystemExit):
+        _interpolate(str(start), str(a), str(c), str(tmp_path / "bad"), "--alpha", "0.5")
+    assert not (tmp_path / "bad").exists()
