@@ -61,12 +61,6 @@ def far_end(seconds: list[Path]) -> dict:
     return mean
 
 
-def started_from(weights: Path) -> str | None:
-    """The ``init_weights`` on `weights`' card, resolved (None where it names none)."""
-    parent = json.loads(weights.with_name(CARD_FILE).read_text())["config"].get("init_weights")
-    return str(Path(parent).resolve()) if parent else None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first", help="a shipped model's name, or a model folder")
@@ -81,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 
     first = trained_weights(args.first, "FIRST").resolve()
     seconds = [trained_weights(s, "SECOND").resolve() for s in args.second]
-    for name, second in zip(args.second, seconds, strict=True):
-        if first not in ancestors(second):
+    lineages = [ancestors(s) for s in seconds]
+    for name, lineage in zip(args.second, lineages, strict=True):
+        if first not in lineage:
             parser.error(
                 f"{args.first} is not in the lineage of {name} (its cards' init_weights "
                 "never lead to it): interpolate only a model and a fine-tune of it"
             )
-    if len({started_from(s) for s in seconds}) > 1:
+    if len({lineage[0] for lineage in lineages}) > 1:  # each one's own init_weights
         parser.error(
             "the SECONDs start from different weights (their cards' init_weights differ): "
             "average only fine-tunes of one model"

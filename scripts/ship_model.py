@@ -145,16 +145,15 @@ def interpolation_lines(card: dict) -> list[str]:
     if "interpolation" not in card:
         return []
     mix = card["interpolation"]
+    mixed = f"- **Interpolated:** {1 - mix['alpha']:g} x `{mix['first']}` + {mix['alpha']:g} x "
     if isinstance(mix["second"], str):
         return [
-            f"- **Interpolated:** {1 - mix['alpha']:g} x `{mix['first']}` + {mix['alpha']:g} x "
-            f"`{mix['second']}`, weight by weight (scripts/interpolate_model.py); the training "
-            "above and below is the second's, and the first is in its lineage."
+            f"{mixed}`{mix['second']}`, weight by weight (scripts/interpolate_model.py); the "
+            "training above and below is the second's, and the first is in its lineage."
         ]
     ends = " and ".join(f"`{s}`" for s in mix["second"])
     return [
-        f"- **Interpolated:** {1 - mix['alpha']:g} x `{mix['first']}` + {mix['alpha']:g} x "
-        f"the mean of {ends}, fine-tunes of the same weights, weight by weight "
+        f"{mixed}the mean of {ends}, fine-tunes of the same weights, weight by weight "
         "(scripts/interpolate_model.py). The steps and time are all the fine-tunes' together; "
         "the other settings (learning rate, data, noise) are the first fine-tune's, and the "
         "first end is in the lineage."
