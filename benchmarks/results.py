@@ -33,6 +33,7 @@ SCRIPTS = (
     "quality_3d.py",
     "quality_reference_noise.py",
     "quality_photons.py",
+    "quality_phantoms.py",
 )
 
 

@@ -47,3 +47,13 @@ def test_3d_phantoms_can_be_blurred_more_along_z_as_a_microscope_does():
 def test_an_axial_ratio_needs_a_3d_phantom():
     with pytest.raises(ValueError, match="3-D phantoms only"):
         fluorescence_phantom((32, 32), np.random.default_rng(0), axial_ratio=(2.0, 3.0))
+
+
+def test_a_phantom_can_be_built_from_chosen_structures_only():
+    filaments = phantom_set(2, (96, 96), seed=4, kinds=["filaments"])
+    spots = phantom_set(2, (96, 96), seed=4, kinds=["puncta"])
+    assert not np.array_equal(filaments[0], spots[0])
+    # a filament network covers more of the field than a sparse scatter of spots does
+    assert all((f > 0.3).mean() > (s > 0.3).mean() for f, s in zip(filaments, spots, strict=True))
+    with pytest.raises(ValueError, match="kinds must be some of"):
+        fluorescence_phantom((32, 32), np.random.default_rng(0), kinds=["neurons"])

@@ -106,18 +106,25 @@ def fluorescence_phantom(
     shape: Sequence[int],
     rng: np.random.Generator,
     axial_ratio: tuple[float, float] = (1.0, 1.0),
+    kinds: Sequence[str] | None = None,
 ) -> np.ndarray:
     """One clean phantom (2-D or 3-D), float32 in [0, 1]: structures, PSF blur, background.
 
     `axial_ratio`: for 3-D phantoms, the PSF's Z sigma is the lateral one times a ratio
     drawn from this range, since a microscope resolves Z two to four times worse than Y and
     X. The default (isotropic) draws nothing, so the default phantoms never change.
+    `kinds`: the structures to build it from (names of `PHANTOM_KINDS`), for a test set of
+    one structure; by default one to three are drawn at random.
     """
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 and tuple(axial_ratio) != (1.0, 1.0):
         raise ValueError(f"axial_ratio applies to 3-D phantoms only, not shape {shape}")
-    names = list(PHANTOM_KINDS)
-    chosen = rng.choice(names, size=int(rng.integers(1, 4)), replace=False)
+    if kinds is None:
+        chosen = rng.choice(list(PHANTOM_KINDS), size=int(rng.integers(1, 4)), replace=False)
+    elif not kinds or set(kinds) - set(PHANTOM_KINDS):
+        raise ValueError(f"kinds must be some of {sorted(PHANTOM_KINDS)}, got {list(kinds)}")
+    else:
+        chosen = list(kinds)
     image = np.zeros(shape)
     for name in chosen:
         part = PHANTOM_KINDS[str(name)](shape, rng)
@@ -141,7 +148,8 @@ def phantom_set(
     shape: Sequence[int],
     seed: int = 0,
     axial_ratio: tuple[float, float] = (1.0, 1.0),
+    kinds: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     """`count` phantoms from one seed: the same list on every call (resumable training)."""
     rng = np.random.default_rng(seed)
-    return [fluorescence_phantom(shape, rng, axial_ratio) for _ in range(count)]
+    return [fluorescence_phantom(shape, rng, axial_ratio, kinds) for _ in range(count)]
