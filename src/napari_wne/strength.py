@@ -6,8 +6,10 @@ the shipped models score under the noisy input on correlated noise (docs/results
 "Little noise"). Giving back part of the input, ``strength * f(y) + (1 - strength) * y``,
 returns that detail with part of the noise. No single value suits every photon count, and
 none could be read reliably off the noisy image (a rule from the residual's variance in
-the flattest patches chose 0.96 where 0.76 was right), so the default is the full result
-and the user chooses, with the preview in napari or the figures of
+the flattest patches chose 0.96 where 0.76 was right; Stein's unbiased risk estimate picks
+the best value when the noise's level is known, but it needs that level to within a few
+per cent, and read off the image it left most of the gain), so the default is the full
+result and the user chooses, with the preview in napari or the figures of
 `benchmarks/quality_photons.py`.
 
 The blend keeps everything exact. It acts voxel by voxel on the blended tiles, so tiled
