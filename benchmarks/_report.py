@@ -58,3 +58,9 @@ def write_section(name: str, lines: list[str], report: Path = REPORT) -> None:
     else:
         text = text.rstrip() + "\n\n" + body + "\n"
     report.write_text(text)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: `header`, its rule, then one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]

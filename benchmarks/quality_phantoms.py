@@ -31,7 +31,7 @@ import torch
 
 from _baselines import best_blur
 from _data import correlated_camera, under_camera, white_camera
-from _report import RESULTS, machine, write_section
+from _report import RESULTS, machine, markdown_table, write_section
 from napari_wne import denoise
 from napari_wne.metrics import fitted_psnr
 from napari_wne.phantoms import phantom_set
@@ -80,12 +80,9 @@ def measure(
 def table(found: dict[tuple[str, str, str, float], float], kind: str) -> list[str]:
     columns = list(dict.fromkeys((s, p) for k, _, s, p in found if k == kind))
     methods = list(dict.fromkeys(m for k, m, _, _ in found if k == kind))
-    head = " | ".join(f"{s}, {p:,.0f}" for s, p in columns)
-    lines = [f"| {kind} noise: set, photons | {head} |", "|---" * (len(columns) + 1) + "|"]
-    for method in methods:
-        cells = " | ".join(f"{found[(kind, method, s, p)]:.2f}" for s, p in columns)
-        lines.append(f"| {method} | {cells} |")
-    return lines
+    header = [f"{kind} noise: set, photons", *(f"{s}, {p:,.0f}" for s, p in columns)]
+    rows = [[m, *(f"{found[(kind, m, s, p)]:.2f}" for s, p in columns)] for m in methods]
+    return markdown_table(header, rows)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import torch
 
 from _baselines import perfect_denoiser
 from _data import clean_references, correlated_camera, under_camera, white_camera
-from _report import RESULTS, machine, write_section
+from _report import RESULTS, machine, markdown_table, write_section
 from napari_wne import denoise
 from napari_wne.metrics import scores
 
@@ -82,13 +82,9 @@ def table(found: dict[tuple[str, str, float], list[float]], kind: str) -> list[s
     methods = list(dict.fromkeys(m for k, m, _ in found if k == kind))
     counts = list(dict.fromkeys(p for k, _, p in found if k == kind))
     images = len(found[(kind, methods[0], counts[0])])
-    head = " | ".join(f"{p:,.0f}" for p in counts)
-    lines = [f"| {kind} noise ({images} images), photons | {head} |"]
-    lines.append("|---" * (len(counts) + 1) + "|")
-    for method in methods:
-        cells = " | ".join(f"{statistics.fmean(found[(kind, method, p)]):.2f}" for p in counts)
-        lines.append(f"| {method} | {cells} |")
-    return lines
+    header = [f"{kind} noise ({images} images), photons", *(f"{p:,.0f}" for p in counts)]
+    rows = [[m, *(f"{statistics.fmean(found[(kind, m, p)]):.2f}" for p in counts)] for m in methods]
+    return markdown_table(header, rows)
 
 
 def main() -> None:
