@@ -64,3 +64,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
     """The lines of a Markdown table: `header`, its rule, then one line per row of cells."""
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def publish(name: str, lines: list[str], write: bool, report: Path = REPORT) -> None:
+    """Print a section's lines, and when `write`, make them section `name` of `report`."""
+    for line in lines:
+        print(line)
+    if write:
+        write_section(name, lines, report)

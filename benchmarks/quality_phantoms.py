@@ -31,7 +31,7 @@ import torch
 
 from _baselines import best_blur
 from _data import correlated_camera, under_camera, white_camera
-from _report import RESULTS, machine, markdown_table, write_section
+from _report import RESULTS, machine, markdown_table, publish
 from napari_wne import denoise
 from napari_wne.metrics import fitted_psnr
 from napari_wne.phantoms import phantom_set
@@ -108,10 +108,7 @@ def main() -> None:
     ]
     for kind in NOISE:
         lines += [*table(found, kind), ""]
-    for line in lines:
-        print(line)
-    if not (args.no_write or args.quick):
-        write_section("quality_phantoms", lines[:-1], RESULTS)
+    publish("quality_phantoms", lines[:-1], not (args.no_write or args.quick), RESULTS)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import torch
 
 from _baselines import perfect_denoiser
 from _data import clean_references, correlated_camera, under_camera, white_camera
-from _report import RESULTS, machine, markdown_table, write_section
+from _report import RESULTS, machine, markdown_table, publish
 from napari_wne import denoise
 from napari_wne.metrics import scores
 
@@ -116,10 +116,7 @@ def main() -> None:
     ]
     for kind in NOISE:
         lines += [*table(found, kind), ""]
-    for line in lines:
-        print(line)
-    if not (args.no_write or quick):
-        write_section("quality_photons", lines[:-1], RESULTS)
+    publish("quality_photons", lines[:-1], not (args.no_write or quick), RESULTS)
 
 
 if __name__ == "__main__":
