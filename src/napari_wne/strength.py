@@ -3,8 +3,9 @@
 A network trained on noisy data smooths a little fine detail along with the noise, and
 where there is little noise to remove, that loss can outweigh the gain: at 3,000 photons
 the shipped models score under the noisy input on correlated noise against the real
-references (docs/results.md, "Little noise"; against exact phantoms they stay above it). Giving back part of the input, ``strength * f(y) + (1 - strength) * y``,
-returns that detail with part of the noise. No single value suits every photon count, and
+references (docs/results.md, "Little noise"; against exact phantoms they stay above it).
+Giving back part of the input, ``strength * f(y) + (1 - strength) * y``, returns that
+detail with part of the noise. No single value suits every photon count, and
 none could be read reliably off the noisy image (a rule from the residual's variance in
 the flattest patches chose 0.96 where 0.76 was right; Stein's unbiased risk estimate picks
 the best value when the noise's level is known, but it needs that level to within a few
