@@ -23,11 +23,19 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from train_campaign import add_average_option, log_every
+from train_campaign import (
+    FLUORESCENCE_EXTRA,
+    TRAIN_FILES,
+    W2S_CLEAN,
+    add_average_option,
+    log_every,
+    w2s_content,
+)
 
 from napari_wne.camera import CameraNoise
-from napari_wne.datasets import NoiseConfig
+from napari_wne.datasets import NoiseConfig, load_clean_images
 from napari_wne.inflation import inflate_to_3d
+from napari_wne.layered_volumes import layered_volume_set
 from napari_wne.model_io import load_weights, save_weights
 from napari_wne.models import MODELS, trained_weights
 from napari_wne.modes import LOSS
@@ -39,6 +47,17 @@ PHANTOM_SHAPE = (32, 128, 128)
 AXIAL_RATIO = (1.5, 4.0)
 """Axial PSF sigma over lateral: confocal and widefield Z resolution is 2-4x worse."""
 BACKBONE_KWARGS = {"downsample_z": False}
+W2S_ROWS = 384
+"""The W2S validation field's top rows, which the 2-D campaign trains on too; the rows
+below them stay for validation."""
+
+
+def real_images() -> tuple[list[np.ndarray], list[str]]:
+    """The real clean 2-D fluorescence images layered volumes are cut from, and their
+    sources: those the 2-D campaign trains on (natural images left out)."""
+    files = [*TRAIN_FILES[1:], *FLUORESCENCE_EXTRA]
+    images = load_clean_images(files) + w2s_content(W2S_ROWS, 1)
+    return images, [*(str(f) for f in files), f"{W2S_CLEAN}[:{W2S_ROWS}]"]
 
 
 def poisson_gaussian(clean: np.ndarray, photons: float, read: float, seed: int) -> np.ndarray:
@@ -95,10 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, nargs=3, default=(12, 48, 48))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--phantoms", type=int, default=PHANTOMS)
+    parser.add_argument(
+        "--layered", type=int, default=0,
+        help="volumes layered from real 2-D fluorescence images (napari_wne.layered_volumes) "
+        "added to the phantoms",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     print(f"making {args.phantoms} phantoms of {PHANTOM_SHAPE}", flush=True)
     clean = phantom_set(args.phantoms, PHANTOM_SHAPE, seed=0, axial_ratio=AXIAL_RATIO)
+    data = [f"phantoms:{args.phantoms}x{PHANTOM_SHAPE} axial {AXIAL_RATIO}"]
+    if args.layered:
+        images, sources = real_images()
+        clean += layered_volume_set(images, args.layered, PHANTOM_SHAPE, seed=0)
+        data.append(f"layered:{args.layered}x{PHANTOM_SHAPE} from " + ", ".join(sources))
     config = TrainConfig(
         output_dir=args.output_dir,
         backbone="unet",
@@ -121,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         init_weights=str(start_weights(args.output_dir, args.init)),
         average_decay=args.average,
-        data=(f"phantoms:{args.phantoms}x{PHANTOM_SHAPE} axial {AXIAL_RATIO}",),
+        data=tuple(data),
     )
 
     train(config, clean_images=clean, validation=validation_pairs(), progress=log_every(50))
