@@ -5,9 +5,11 @@
 
 Rerunning the same command resumes from the run's checkpoint. The split (docs/training.md):
 
-- **train**: 3-D fluorescence phantoms only (`napari_wne.phantoms`, seed 0, with an
-  axial PSF 1.5 to 4 times the lateral one), with the noise mix the 2-D model trained on
-  (Gaussian, or Poisson-Gaussian; `--noise camera`: the camera model, white);
+- **train**: 3-D fluorescence phantoms (`napari_wne.phantoms`, seed 0, with an axial
+  PSF 1.5 to 4 times the lateral one), with the noise mix the 2-D model trained on
+  (Gaussian, or Poisson-Gaussian; `--noise camera`: the camera model, white); with
+  `--layered N`, also N volumes layered from the 2-D campaign's real fluorescence images
+  (`napari_wne.layered_volumes`, seed 0; W2S 010_0's top 384 rows only);
 - **validation** (model selection): phantoms from another seed (1) with Poisson-Gaussian
   noise;
 - **test** (never seen by this run): cells3d's `nuclei.tif` (source of the bundled 3-D
