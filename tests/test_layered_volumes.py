@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from napari_wne.layered_volumes import layered_volume, layered_volume_set
 
 
 def _texture(seed: int, size: int = 120) -> np.ndarray:
     """A clean-looking image: noise smoothed a little, in [0, 1]."""
-    from scipy.ndimage import gaussian_filter
-
     image = gaussian_filter(np.random.default_rng(seed).random((size, size)), 1.5)
     return ((image - image.min()) / np.ptp(image)).astype(np.float32)
 

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, shift
 
+from napari_wne.phantoms import _log_uniform
+
 __all__ = ["layered_volume", "layered_volume_set"]
 
 LAYERS = (1, 4)
@@ -63,10 +65,10 @@ def layered_volume(
             plane = plane[rng.integers(len(plane))]
         crop = _crop(plane, (height + 2 * margin, width + 2 * margin), rng)
         centre = rng.uniform(0.0, depth)
-        thickness = np.exp(rng.uniform(np.log(THICKNESS[0]), np.log(max(depth * THICKNESS[1], 2))))
+        thickness = _log_uniform(rng, THICKNESS[0], max(depth * THICKNESS[1], 2))
         profile = np.exp(-0.5 * ((z - centre) / thickness) ** 2)
         drift = rng.uniform(-MAX_DRIFT, MAX_DRIFT, 2)
-        brightness = np.exp(rng.uniform(np.log(0.2), 0.0))
+        brightness = _log_uniform(rng, 0.2, 1.0)
         for k in np.flatnonzero(profile > 1e-3):
             moved = shift(crop, drift * (k - centre), order=1, mode="reflect")
             volume[k] += brightness * profile[k] * moved[inner]
