@@ -16,7 +16,11 @@ the clean one:
 - *noise from the clean image*: gain and read noise from `variance_vs_mean` against the
   clean reference, lag-1 correlation of the true noise (an oracle, an upper bound);
 - *noise estimated*: gain and read noise from 16-px patches where the starting model's
-  result is flattest, lag-1 correlation from `estimate_correlation` (what a user has).
+  result is flattest, lag-1 correlation from `estimate_correlation` (what a user has);
+- *camera known* (`--noise camera`): the variance-vs-mean line measured against the clean
+  image, as a photon-transfer curve from flat fields would give it, read at the starting
+  model's result; lag-1 correlation from `estimate_correlation` (what a user who has
+  calibrated the camera has).
 
 Both draw z as white noise through a Gaussian kernel of that lag-1 correlation, scaled
 pixel by pixel by the noise's standard deviation at the expected intensity. It is not a
@@ -25,6 +29,8 @@ feature yet: the estimated noise is the open problem (docs/results.md).
     python benchmarks/quality_recorrupted.py                  # writes docs/results.md
     python benchmarks/quality_recorrupted.py --images 2 --levels mid --no-write
     python benchmarks/quality_recorrupted.py --quick              # smoke run, no docs
+    python benchmarks/quality_recorrupted.py --noise camera --alpha 1 --lr 5e-5 \
+        --steps 600 --levels low --no-write     # the twenty-fifth session's setting
 """
 
 from __future__ import annotations
@@ -121,6 +127,23 @@ def noise_estimated(noisy: np.ndarray, start: np.ndarray) -> Noise:
     return Noise(np.sqrt(np.clip(gain * start + read, 0, None)), max(lag1, 0.0))
 
 
+def noise_camera_known(noisy: np.ndarray, clean: np.ndarray, start: np.ndarray) -> Noise:
+    """The camera's line known (a flat-field calibration), the correlation estimated."""
+    gain, read, _ = variance_vs_mean(noisy, clean)
+    lag1 = float(estimate_correlation(noisy)[0])
+    return Noise(np.sqrt(np.clip(gain * start + read, 0, None)), max(lag1, 0.0))
+
+
+GUESSES = {
+    "estimated": ("noise estimated", "estimated from the noisy one",
+                  lambda y, c, first: noise_estimated(y, first)),
+    "camera": ("camera known", "from the camera's line and the noisy image",
+               noise_camera_known),
+}  # fmt: skip
+"""--noise -> (column title, how the docs say it, maker from the noisy image, the clean
+image and the start's result). The oracle, from the clean image, always runs beside it."""
+
+
 def denoised(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         x = torch.from_numpy(image[None, None].astype(np.float32))
@@ -164,6 +187,8 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", choices=sorted(GUESSES), default="estimated",
+                        help="the noise R2R is given, beside the oracle's")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="1 image, 3 steps, no docs")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -174,9 +199,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     start = load_model(args.model, 2, "cpu").eval()
+    title, said, make_guess = GUESSES[args.noise]
     rows = [
-        "| level | image | noisy | start | R2R, noise from the clean image | R2R, noise "
-        "estimated | estimated noise: variance against true, lag-1 | s per fine-tune |",
+        f"| level | image | noisy | start | R2R, noise from the clean image | R2R, {title} "
+        f"| {title}: variance against true, lag-1 | s per fine-tune |",
         "|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(rows), flush=True)
@@ -186,7 +212,7 @@ def main() -> None:
         for name, noisy, clean in spread(cases, args.images):
             y = noisy.astype(np.float64)
             first = denoised(start, y)
-            oracle, guess = noise_from_reference(y, clean), noise_estimated(y, first)
+            oracle, guess = noise_from_reference(y, clean), make_guess(y, clean, first)
             scores, seconds = [], []
             for noise in (oracle, guess):
                 t = time.perf_counter()
@@ -218,13 +244,14 @@ def main() -> None:
             "## Adapting without a blind spot: recorrupted-to-recorrupted (an experiment)",
             "",
             f"Measured {date.today().isoformat()} with `python benchmarks/quality_recorrupted.py"
-            f" --images {args.images} --levels {' '.join(args.levels)}` "
+            f" --images {args.images} --levels {' '.join(args.levels)}"
+            f"{'' if args.noise == 'estimated' else ' --noise ' + args.noise}` "
             f"({machine(torch.device('cpu'))}; {time.perf_counter() - began:.0f} s). "
             f"`{args.model}` fine-tuned on each noisy image of the correlated-noise benchmark "
             f"alone, {args.steps} steps of {args.batch} patches of {args.patch} px at lr "
             f"{args.lr:g}, alpha {args.alpha:g}: the input y + alpha z, the target "
             "y - z / alpha, z fresh noise of the noise's level and spectrum, taken from the "
-            "clean image (an oracle) or estimated from the noisy one (the script's "
+            f"clean image (an oracle) or {said} (the script's "
             "docstring). PSNR in dB after the gain fit; the start is the model unchanged.",
             "",
             *rows,

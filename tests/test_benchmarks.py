@@ -212,3 +212,23 @@ def test_the_estimated_noise_level_follows_the_signal(monkeypatch):
     truth = np.sqrt(gain * clean + read)
     assert np.median(np.abs(found.std / truth - 1)) < 0.2
     assert found.lag1 < 0.1
+
+
+def test_a_known_camera_gives_the_noise_level_and_its_correlation(monkeypatch):
+    """With the camera's line known (here measured against the clean image, as flat fields
+    would give it), `quality_recorrupted.py` reads the level at the start's result and
+    estimates the correlation from the noisy image: both land near the truth."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from quality_recorrupted import Noise, noise_camera_known
+
+    rng = np.random.default_rng(5)
+    scene = gaussian_filter(rng.random((256, 256)), 30)
+    clean = 10 + 200 * (scene - scene.min()) / np.ptp(scene)
+    truth = np.sqrt(0.5 * clean + 4.0)
+    noisy = clean + Noise(truth, 0.67).draw(rng)
+    found = noise_camera_known(noisy, clean, clean)
+    assert np.median(np.abs(found.std / truth - 1)) < 0.1
+    assert abs(found.lag1 - 0.67) < 0.1
