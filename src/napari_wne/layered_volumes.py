@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, shift
 
-from napari_wne.phantoms import _log_uniform
+from .phantoms import _log_uniform
 
 __all__ = ["layered_volume", "layered_volume_set"]
 
